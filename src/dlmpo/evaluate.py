@@ -1,0 +1,98 @@
+"""Run a system prompt over examples: concurrent target calls -> traces and scores."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from dlmpo.lm import ChatModel, ChatRequest
+from dlmpo.tasks import Example, Task
+
+
+@dataclass
+class Trace:
+    """One interaction: [system prompt | user query | target output | score | feedback]."""
+
+    example_id: str
+    user: str
+    output: str
+    prediction: str | None
+    gold: str
+    score: float
+    feedback: str
+    error: str | None = None
+    cached: bool = False
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class EvalResult:
+    task: str
+    split: str
+    prompt: str
+    traces: list[Trace]
+    metrics: dict[str, float]
+
+    @property
+    def n(self) -> int:
+        return len(self.traces)
+
+    @property
+    def score(self) -> float:
+        return sum(t.score for t in self.traces) / self.n if self.traces else 0.0
+
+    @property
+    def parse_failures(self) -> int:
+        return sum(t.prediction is None and t.error is None for t in self.traces)
+
+    @property
+    def failures(self) -> int:
+        return sum(t.error is not None for t in self.traces)
+
+    def write_traces(self, path: str | Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as f:
+            for t in self.traces:
+                f.write(json.dumps({"system": self.prompt, **t.to_json()}, ensure_ascii=False) + "\n")
+
+
+def build_request(task: Task, prompt: str, example: Example, max_tokens: int) -> ChatRequest:
+    messages = [{"role": "user", "content": task.user_message(example)}]
+    if prompt.strip():
+        messages.insert(0, {"role": "system", "content": prompt})
+    return ChatRequest(messages=messages, temperature=0.0, max_tokens=max_tokens)
+
+
+async def evaluate(
+    task: Task,
+    model: ChatModel,
+    prompt: str,
+    examples: list[Example],
+    *,
+    split: str = "",
+    max_tokens: int = 16,
+    on_done: Callable[[Trace], None] | None = None,
+) -> EvalResult:
+    async def one(example: Example) -> Trace:
+        request = build_request(task, prompt, example, max_tokens)
+        response = await model.chat(request)
+        if response.error is not None:
+            trace = Trace(example.id, request.messages[-1]["content"], "", None, example.label, 0.0,
+                          f"The target failed: {response.error}.", error=response.error)
+        else:
+            graded = task.grade(example, response.text)
+            trace = Trace(example.id, request.messages[-1]["content"], response.text, graded.prediction,
+                          example.label, graded.score, graded.feedback, cached=response.cached)
+        if on_done is not None:
+            on_done(trace)
+        return trace
+
+    traces = list(await asyncio.gather(*(one(ex) for ex in examples)))
+    metrics = task.metrics(examples, [t.prediction for t in traces])
+    return EvalResult(task.name, split, prompt, traces, metrics)

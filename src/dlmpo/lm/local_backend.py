@@ -1,0 +1,126 @@
+"""Local transformers causal LM with batched generation.
+
+Concurrent `complete()` calls are gathered into batches by a background worker: the evaluator
+submits many requests at once and the model sees them as one padded batch."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from dlmpo.errors import ModelSpecError, TargetError
+from dlmpo.lm.types import ChatRequest, ChatResponse, Usage
+
+
+@dataclass
+class _Pending:
+    request: ChatRequest
+    future: asyncio.Future
+
+
+class LocalBackend:
+    default_concurrency = 64
+
+    def __init__(self, path: str | Path, model_id: str | None = None, batch_size: int = 32,
+                 device: str | None = None):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.model_id = model_id or f"hf:{path}"
+        self.batch_size = batch_size
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+            self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+            dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+            self.model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).to(self.device).eval()
+        except (OSError, ValueError) as exc:
+            raise ModelSpecError(f"Cannot load a transformers causal LM from '{path}': {exc}".split("\n")[0]) from None
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self._queue: asyncio.Queue[_Pending] | None = None
+        self._worker: asyncio.Task | None = None
+        self._gpu_lock = threading.Lock()
+
+    def _render(self, request: ChatRequest) -> str:
+        return self.tokenizer.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        if request.tools:
+            raise TargetError("local transformers backend does not do tool calling", retryable=False)
+        loop = asyncio.get_running_loop()
+        if self._queue is None or self._worker is None or self._worker.done():
+            self._queue = asyncio.Queue()
+            self._worker = loop.create_task(self._run())
+        future: asyncio.Future = loop.create_future()
+        await self._queue.put(_Pending(request, future))
+        return await future
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        while True:
+            first = await self._queue.get()
+            await asyncio.sleep(0)  # let concurrent submitters enqueue before the batch closes
+            batch = [first]
+            while len(batch) < self.batch_size and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            groups: dict[tuple, list[_Pending]] = {}
+            for item in batch:
+                r = item.request
+                groups.setdefault((r.temperature, r.max_tokens, r.top_p, tuple(r.stop or ()), r.sample_index),
+                                  []).append(item)
+            for items in groups.values():
+                try:
+                    results = await asyncio.to_thread(self._generate, [i.request for i in items])
+                except Exception as exc:  # surface to each caller as a retryable failure
+                    for item in items:
+                        if not item.future.done():
+                            item.future.set_exception(TargetError(f"local generation failed: {exc}", retryable=True))
+                    continue
+                for item, result in zip(items, results):
+                    if not item.future.done():
+                        item.future.set_result(result)
+
+    def _generate(self, requests: list[ChatRequest]) -> list[ChatResponse]:
+        import torch
+
+        first = requests[0]
+        texts = [self._render(r) for r in requests]
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        kwargs = dict(max_new_tokens=first.max_tokens, pad_token_id=self.tokenizer.pad_token_id)
+        if first.temperature > 0:
+            kwargs.update(do_sample=True, temperature=first.temperature)
+            if first.top_p is not None:
+                kwargs["top_p"] = first.top_p
+            torch.manual_seed(first.sample_index)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        with self._gpu_lock, torch.inference_mode():
+            out = self.model.generate(**enc, **kwargs)
+        new = out[:, enc["input_ids"].shape[1]:]
+        eos = self.tokenizer.eos_token_id
+        responses = []
+        for row, mask, req in zip(new, enc["attention_mask"], requests):
+            ids = row.tolist()
+            finish = "length"
+            if eos in ids:
+                ids = ids[: ids.index(eos)]
+                finish = "stop"
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            for s in req.stop or ():
+                if s in text:
+                    text, finish = text[: text.index(s)], "stop"
+            responses.append(ChatResponse(text=text.strip(), finish_reason=finish,
+                                          usage=Usage(int(mask.sum()), len(ids))))
+        return responses
+
+    async def aclose(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except (asyncio.CancelledError, RuntimeError):
+                pass
+            self._worker = None

@@ -1,0 +1,130 @@
+"""The chat model every caller uses: bounded concurrency, RPM/TPM limits, retries with exponential
+backoff and jitter, a persistent cache, and token / dollar accounting around any backend."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass, field
+
+from dlmpo.errors import BudgetExceeded, FatalTargetError, TargetError
+from dlmpo.lm.cache import CallCache
+from dlmpo.lm.pricing import FREE, Price
+from dlmpo.lm.ratelimit import RateLimiter
+from dlmpo.lm.types import ChatBackend, ChatRequest, ChatResponse, Usage
+
+
+@dataclass
+class Accounting:
+    calls: int = 0  # calls that reached the backend (paid)
+    cache_hits: int = 0
+    failures: int = 0
+    retries: int = 0
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+
+    def to_json(self) -> dict:
+        return {
+            "calls": self.calls,
+            "cache_hits": self.cache_hits,
+            "failures": self.failures,
+            "retries": self.retries,
+            "prompt_tokens": self.usage.prompt_tokens,
+            "completion_tokens": self.usage.completion_tokens,
+            "total_tokens": self.usage.total_tokens,
+            "cost_usd": round(self.cost_usd, 6),
+        }
+
+
+@dataclass
+class RetryPolicy:
+    max_retries: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Exponential backoff with full jitter; a server's Retry-After is a floor."""
+        ceiling = min(self.max_delay, self.base_delay * 2**attempt)
+        wait = random.uniform(ceiling / 2, ceiling)
+        return max(wait, retry_after or 0.0)
+
+
+class ChatModel:
+    def __init__(
+        self,
+        backend: ChatBackend,
+        *,
+        name: str,
+        price: Price | None = FREE,
+        cache: CallCache | None = None,
+        concurrency: int | None = None,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        retry: RetryPolicy | None = None,
+    ):
+        self.backend = backend
+        self.name = name
+        self.price = price or FREE
+        self.price_known = price is not None
+        self.cache = cache
+        self.concurrency = concurrency or backend.default_concurrency
+        self._semaphore: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.limiter = RateLimiter(rpm, tpm)
+        self.retry = retry or RetryPolicy()
+        self.accounting = Accounting()
+        self.max_calls: int | None = None  # a hard cap on paid calls, checked before each call
+
+    def _sem(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._semaphore is None or self._loop is not loop:  # asyncio primitives are per loop
+            self._semaphore = asyncio.Semaphore(self.concurrency)
+            self.limiter.rebind()
+            self._loop = loop
+        return self._semaphore
+
+    def cached(self, request: ChatRequest) -> ChatResponse | None:
+        return self.cache.get(request.cache_key(self.backend.model_id)) if self.cache else None
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        """Never raises for a failed call: returns a response with `error` set (a scored failure).
+        Raises FatalTargetError when the target cannot be used at all, BudgetExceeded at the cap."""
+        key = request.cache_key(self.backend.model_id)
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                self.accounting.cache_hits += 1
+                return hit
+        if self.max_calls is not None and self.accounting.calls >= self.max_calls:
+            raise BudgetExceeded(f"call budget of {self.max_calls} target calls reached")
+        self.accounting.calls += 1
+        estimate = sum(len(str(m.get("content", ""))) for m in request.messages) // 4 + request.max_tokens
+        last_error = "unknown error"
+        async with self._sem():
+            for attempt in range(self.retry.max_retries + 1):
+                await self.limiter.acquire(estimate)
+                try:
+                    response = await self.backend.complete(request)
+                except FatalTargetError:
+                    raise
+                except TargetError as exc:
+                    last_error = str(exc)
+                    if not exc.retryable or attempt == self.retry.max_retries:
+                        if exc.retryable and exc.status is None and "cannot connect" in last_error:
+                            raise FatalTargetError(
+                                f"The target {self.name} is unreachable ({last_error}): is the server running?"
+                            ) from None
+                        break
+                    self.accounting.retries += 1
+                    await asyncio.sleep(self.retry.delay(attempt, getattr(exc, "retry_after", None)))
+                    continue
+                self.accounting.usage.add(response.usage)
+                self.accounting.cost_usd += self.price.cost(response.usage)
+                if self.cache is not None:
+                    self.cache.put(key, self.backend.model_id, response)
+                return response
+        self.accounting.failures += 1
+        return ChatResponse(text="", finish_reason="error", error=last_error)
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()

@@ -1,0 +1,38 @@
+"""Tasks: built-ins by name, custom tasks from a config file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dlmpo.errors import UserError
+from dlmpo.tasks.base import SPLITS, Example, Graded, SplitSet, Task
+from dlmpo.tasks.builtin import BUILTINS, load_builtin
+from dlmpo.tasks.custom import load_custom
+
+__all__ = ["SPLITS", "Example", "Graded", "SplitSet", "Task", "get_task", "task_names"]
+
+
+def task_names() -> list[str]:
+    return sorted(BUILTINS)
+
+
+def resolve_data_dir(data_dir: str | Path | None) -> Path | None:
+    chosen = data_dir or os.environ.get("DLMPO_DATA_DIR")
+    if not chosen:
+        return None
+    path = Path(chosen).expanduser()
+    if not path.is_dir():
+        raise UserError(f"Data directory {path} does not exist.")
+    return path
+
+
+def get_task(name: str, data_dir: str | Path | None = None, split_seed: int = 0) -> Task:
+    """`name` is a built-in task or the path of a task config file (.toml/.json/.yaml)."""
+    if name in BUILTINS:
+        return load_builtin(name, resolve_data_dir(data_dir), split_seed)
+    if Path(name).suffix.lower() in (".toml", ".json", ".yaml", ".yml"):
+        return load_custom(name, split_seed)
+    raise UserError(
+        f"Unknown task '{name}': use one of {', '.join(task_names())}, or the path of a task config file."
+    )
