@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -17,13 +18,23 @@ class OpenAICompatibleBackend:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.model_id = f"{self.base_url}#{model}"
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=10.0),
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=256),
-        )
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.timeout = httpx.Timeout(timeout, connect=10.0)
+        self._client: httpx.AsyncClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _http(self) -> httpx.AsyncClient:
+        """One pooled client per event loop: pooled connections cannot outlive their loop."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            self._client = httpx.AsyncClient(
+                base_url=self.base_url,
+                headers=self._headers,
+                timeout=self.timeout,
+                limits=httpx.Limits(max_connections=256, max_keepalive_connections=256),
+            )
+            self._loop = loop
+        return self._client
 
     def _payload(self, request: ChatRequest) -> dict[str, Any]:
         payload: dict[str, Any] = {
@@ -42,7 +53,7 @@ class OpenAICompatibleBackend:
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         try:
-            resp = await self._client.post("/chat/completions", json=self._payload(request))
+            resp = await self._http().post("/chat/completions", json=self._payload(request))
         except httpx.ConnectError:
             raise TargetError(f"cannot connect to {self.base_url}", retryable=True, status=None) from None
         except httpx.TimeoutException:
@@ -72,7 +83,9 @@ class OpenAICompatibleBackend:
             raise TargetError(f"malformed response from {self.base_url}", retryable=True) from None
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._client is not None and self._loop is asyncio.get_running_loop():
+            await self._client.aclose()
+        self._client = None
 
 
 def _retry_after(resp: httpx.Response) -> float | None:

@@ -27,6 +27,9 @@ class LocalBackend:
                  device: str | None = None):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
         self.model_id = model_id or f"hf:{path}"
         self.batch_size = batch_size

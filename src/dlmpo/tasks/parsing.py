@@ -58,7 +58,7 @@ class LabelParser:
 
     def _scan(self, text: str) -> str | None:
         taken = [False] * len(text)
-        mentions: list[tuple[int, str]] = []
+        mentions: list[tuple[int, int, str]] = []
         for form, label in self._forms():
             for m in re.finditer(rf"(?<![a-z0-9]){re.escape(form)}(?![a-z0-9])", text):
                 if any(taken[m.start():m.end()]):
@@ -67,13 +67,14 @@ class LabelParser:
                     taken[i] = True
                 if _NEGATION.search(text[: m.start()]):
                     continue
-                mentions.append((m.start(), label))
-        distinct = {label for _, label in mentions}
+                mentions.append((m.start(), m.end(), label))
+        distinct = {label for *_, label in mentions}
         if len(distinct) == 1:
             return distinct.pop()
         if len(distinct) > 1:
             mentions.sort()
-            first_pos, first = mentions[0]
-            if first_pos == 0 and not re.match(r"^[a-z ]+\s+or\s+", text):
+            (first_pos, first_end, first), (second_pos, _, _) = mentions[0], mentions[1]
+            listed = re.fullmatch(r"\s*(?:,|/|or|,\s*or|and)\s*", text[first_end:second_pos])
+            if first_pos == 0 and not listed:
                 return first
         return None

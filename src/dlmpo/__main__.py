@@ -1,0 +1,3 @@
+from dlmpo.cli import main
+
+main()

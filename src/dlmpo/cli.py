@@ -1,0 +1,138 @@
+"""The `dlmpo` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from dlmpo.console import Output
+from dlmpo.errors import UserError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Optimize the system prompt of a frozen LLM with a masked diffusion language model.",
+    pretty_exceptions_enable=False,
+)
+
+
+
+@app.callback()
+def _root() -> None:
+    """dlmpo: prompt optimization with diffusion language models."""
+
+
+JSON_OPT = typer.Option(False, "--json", help="Print one machine-readable JSON object as the last line.")
+
+
+def read_prompt(value: str | None, default: str) -> str:
+    """A prompt given as a file path or as literal text."""
+    if value is None:
+        return default
+    path = Path(value)
+    if len(value) < 4096 and "\n" not in value and path.suffix in (".txt", ".md", ".prompt") and not path.is_file():
+        raise UserError(f"Prompt file {path} does not exist.")
+    if len(value) < 4096 and path.is_file():
+        return path.read_text(encoding="utf-8").strip()
+    return value
+
+
+@app.command("eval")
+def eval_command(
+    task: str = typer.Option(..., help="Built-in task (sst2, sst5, mrpc, snli) or a task config file."),
+    target: str = typer.Option("embedded", help="Target model specifier."),
+    split: str = typer.Option("val", help="train, val or test."),
+    prompt: Optional[str] = typer.Option(None, help="System prompt: a file path or the text itself."),
+    limit: Optional[int] = typer.Option(None, min=1, help="Evaluate only the first N examples."),
+    data_dir: Optional[Path] = typer.Option(None, help="Local data directory (else DLMPO_DATA_DIR, else the hub)."),
+    out: Optional[Path] = typer.Option(None, help="Write traces.jsonl and summary.json here."),
+    max_tokens: int = typer.Option(16, min=1, help="Answer length cap for the target."),
+    concurrency: Optional[int] = typer.Option(None, min=1, help="Concurrent target calls."),
+    rpm: Optional[float] = typer.Option(None, help="Requests-per-minute limit."),
+    tpm: Optional[float] = typer.Option(None, help="Tokens-per-minute limit."),
+    prices: Optional[Path] = typer.Option(None, help="JSON price table {model: [in, out]} in USD per 1M tokens."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the call cache."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Score a system prompt on one split of a task."""
+    import json
+
+    from dlmpo.evaluate import evaluate
+    from dlmpo.lm import open_target
+    from dlmpo.lm.pricing import PriceTable
+    from dlmpo.tasks import get_task
+
+    ui = Output(json_out)
+    the_task = get_task(task, data_dir)
+    for note in the_task.notes:
+        ui.note(note)
+    examples = the_task.examples(split)[:limit] if limit else the_task.examples(split)
+    if not examples:
+        raise UserError(f"Split '{split}' of task '{the_task.name}' has no examples.")
+    system_prompt = read_prompt(prompt, the_task.seed_prompt)
+    model = open_target(target, use_cache=not no_cache, concurrency=concurrency, rpm=rpm, tpm=tpm,
+                        prices=PriceTable.from_file(prices) if prices else None)
+    if not model.price_known:
+        ui.note(f"no price known for '{model.name}': its cost is counted as $0 (pass --prices).")
+
+    async def run():
+        with ui.progress() as progress:
+            bar = progress.add_task(f"eval {the_task.name}/{split}", total=len(examples), status="")
+            correct = 0
+
+            def done(trace):
+                nonlocal correct
+                correct += trace.score > 0
+                progress.update(bar, advance=1, status=f"acc {correct / (progress.tasks[bar].completed + 1):.3f}")
+
+            try:
+                return await evaluate(the_task, model, system_prompt, examples, split=split,
+                                      max_tokens=max_tokens, on_done=done)
+            finally:
+                await model.aclose()
+
+    result = asyncio.run(run())
+    usage = model.accounting.to_json()
+    summary = {
+        "task": the_task.name,
+        "split": split,
+        "n": result.n,
+        "score": round(result.score, 4),
+        "metrics": {k: round(v, 4) for k, v in result.metrics.items()},
+        "parse_failures": result.parse_failures,
+        "target_failures": result.failures,
+        "usage": usage,
+    }
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        result.write_traces(out / "traces.jsonl")
+        (out / "summary.json").write_text(json.dumps({**summary, "prompt": system_prompt}, indent=2))
+    ui.print(f"[bold]{the_task.name}/{split}[/bold]  score {result.score:.4f}  n={result.n}  "
+             + "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()))
+    ui.print(f"parse failures {result.parse_failures}  target failures {result.failures}  "
+             f"calls {usage['calls']} (cache hits {usage['cache_hits']})  tokens {usage['total_tokens']}  "
+             f"cost ${usage['cost_usd']:.4f}")
+    if out is not None:
+        ui.print(f"traces written to {out / 'traces.jsonl'}")
+    ui.emit_json(summary)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Click handles usage errors itself (exit 2); our own user errors get one line and exit 2."""
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv, prog_name="dlmpo", standalone_mode=True)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: re-run the same command to resume", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

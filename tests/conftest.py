@@ -1,0 +1,36 @@
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="run slow tests")
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    skip_slow = pytest.mark.skip(reason="slow: pass --runslow")
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if item.get_closest_marker("slow") and not config.getoption("--runslow"):
+            item.add_marker(skip_slow)
+        if item.get_closest_marker("gpu") and not torch.cuda.is_available():
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _isolated_call_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own call cache, but converted models are shared across tests."""
+    monkeypatch.setenv("DLMPO_CACHE_DIR", os.environ.get("DLMPO_TEST_MODEL_CACHE", str(Path.home() / ".cache" / "dlmpo")))
+    yield

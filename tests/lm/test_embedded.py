@@ -1,0 +1,44 @@
+"""The embedded target (SmolLM2-135M-Instruct) on a handful of real SST-2 rows."""
+
+import asyncio
+
+from dlmpo.evaluate import evaluate
+from dlmpo.lm import ChatRequest, open_target
+from dlmpo.tasks import get_task
+
+
+def test_embedded_answers_sst2_rows(data_dir, tmp_path):
+    task = get_task("sst2", data_dir)
+    model = open_target("embedded", cache_path=tmp_path / "c.sqlite")
+    rows = task.examples("val")[:8]
+
+    async def go():
+        try:
+            return await evaluate(task, model, task.seed_prompt, rows, max_tokens=8)
+        finally:
+            await model.aclose()
+
+    result = asyncio.run(go())
+    assert result.n == 8 and result.failures == 0
+    assert all(t.output for t in result.traces)
+    assert sum(t.prediction is not None for t in result.traces) >= 6  # SmolLM2 mostly names a label
+    assert model.accounting.calls == 8 and model.accounting.usage.completion_tokens > 0
+    assert model.accounting.cost_usd == 0.0
+
+
+def test_embedded_batches_and_caches(tmp_path):
+    model = open_target("embedded", cache_path=tmp_path / "c.sqlite")
+    reqs = [ChatRequest(messages=[{"role": "user", "content": f"Say the number {i}."}], max_tokens=4) for i in range(6)]
+
+    async def go():
+        batched = await asyncio.gather(*(model.chat(r) for r in reqs))
+        single = await model.chat(reqs[3].__class__(messages=reqs[3].messages, max_tokens=4, sample_index=1))
+        again = await asyncio.gather(*(model.chat(r) for r in reqs))
+        await model.aclose()
+        return batched, single, again
+
+    batched, single, again = asyncio.run(go())
+    # greedy decoding: padding in a batch does not change the answer
+    assert single.text == batched[3].text
+    assert all(a.cached and a.text == b.text for a, b in zip(again, batched))
+    assert model.accounting.calls == 7 and model.accounting.cache_hits == 6
