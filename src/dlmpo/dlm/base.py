@@ -1,0 +1,110 @@
+"""The DLM protocol the sampler talks to, and its three families of adapters.
+
+`raw_logits` returns the model's own logits; `shift` says whether logit i predicts token i+1
+(Dream, adapted from an autoregressive Qwen2.5) or token i (LLaDA, BERT-style masked LMs). The
+sampler aligns them so that row i always predicts token i."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+
+from dlmpo.dlm.modeling import KV, BidirectionalLM
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pick_dtype(device: torch.device) -> torch.dtype:
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+class DiffusionLM(ABC):
+    name: str
+    family: str  # dream | llada | mlm
+    tokenizer: object
+    mask_token_id: int
+    shift: bool
+    max_length: int
+    device: torch.device
+    supports_kv_reuse: bool = False
+
+    @abstractmethod
+    def raw_logits(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(B, L) -> (B, L, V), full bidirectional attention."""
+
+    def raw_logits_with_kv(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, KV]:
+        raise NotImplementedError(f"{self.name} does not support K/V reuse")
+
+    def raw_logits_partial(self, input_ids: torch.Tensor, active: torch.Tensor, context: KV) -> torch.Tensor:
+        """Logits at the `active` positions (1-D index), attending to cached K/V of the others."""
+        raise NotImplementedError(f"{self.name} does not support K/V reuse")
+
+    def stop_token_ids(self) -> set[int]:
+        """Tokens that mean 'nothing here': unused slots that decode to them are stripped."""
+        tok = self.tokenizer
+        ids = {tok.eos_token_id, tok.pad_token_id}
+        for name in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "[SEP]", "[PAD]", "</s>", "<|end_of_text|>"):
+            tid = tok.convert_tokens_to_ids(name) if name in tok.get_vocab() else None
+            ids.add(tid)
+        return {i for i in ids if i is not None and i != self.mask_token_id}
+
+    @property
+    def vocab_size(self) -> int:
+        raise NotImplementedError
+
+
+class NativeDLM(DiffusionLM):
+    """Our own bidirectional transformer: Dream and Llama-shaped DLMs, with K/V reuse."""
+
+    supports_kv_reuse = True
+
+    def __init__(self, model: BidirectionalLM, tokenizer, *, name: str, family: str, mask_token_id: int,
+                 shift: bool, max_length: int, device: torch.device):
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.name, self.family, self.mask_token_id = name, family, mask_token_id
+        self.shift, self.max_length, self.device = shift, max_length, device
+
+    @property
+    def vocab_size(self) -> int:
+        return self.model.config.vocab_size
+
+    @torch.inference_mode()
+    def raw_logits(self, input_ids):
+        return self.model(input_ids)[0].float()
+
+    @torch.inference_mode()
+    def raw_logits_with_kv(self, input_ids):
+        logits, kv = self.model(input_ids, return_kv=True)
+        return logits.float(), kv
+
+    @torch.inference_mode()
+    def raw_logits_partial(self, input_ids, active, context):
+        b = input_ids.shape[0]
+        positions = active.to(input_ids.device).expand(b, -1)
+        return self.model(input_ids[:, active], positions, context=context)[0].float()
+
+
+class HFMaskedDLM(DiffusionLM):
+    """Any transformers model whose forward returns `.logits` over full attention: the masked-LM
+    family through AutoModelForMaskedLM, and LLaDA through its remote code."""
+
+    def __init__(self, model, tokenizer, *, name: str, family: str, mask_token_id: int, shift: bool,
+                 max_length: int, device: torch.device):
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.name, self.family, self.mask_token_id = name, family, mask_token_id
+        self.shift, self.max_length, self.device = shift, max_length, device
+
+    @property
+    def vocab_size(self) -> int:
+        return self.model.get_output_embeddings().weight.shape[0]
+
+    @torch.inference_mode()
+    def raw_logits(self, input_ids):
+        return self.model(input_ids=input_ids).logits.float()

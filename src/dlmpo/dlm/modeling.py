@@ -1,0 +1,185 @@
+"""A bidirectional Llama/Qwen2-family transformer in one file, with context K/V reuse.
+
+Dream is Qwen2 (q/k/v biases) with full attention; LLaDA and our SmolLM2-based DLM are
+Llama-shaped (no biases). Parameter names match transformers' Qwen2/Llama checkpoints, so their
+state dicts load as they are. Beyond a plain forward, the model can return every layer's K/V
+(after RoPE) and run a forward over a few *active* positions that attend to cached K/V of the
+rest: the reuse behind the sampler's `kv_refresh` (Fast-dLLM's dual-cache idea)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: (keys, values), (B, H_kv, L, D)
+
+
+@dataclass
+class TransformerConfig:
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    intermediate_size: int
+    head_dim: int | None = None
+    rope_theta: float = 10000.0
+    rms_eps: float = 1e-6
+    qkv_bias: bool = False
+    tie_embeddings: bool = False
+    max_position: int = 4096
+
+    @property
+    def dim_per_head(self) -> int:
+        return self.head_dim or self.hidden_size // self.num_heads
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_hf(cls, cfg: dict) -> TransformerConfig:
+        """From a transformers config.json of the Qwen2 / Llama / Dream families."""
+        rope = cfg.get("rope_parameters") or {}
+        return cls(
+            vocab_size=cfg["vocab_size"],
+            hidden_size=cfg["hidden_size"],
+            num_layers=cfg["num_hidden_layers"],
+            num_heads=cfg["num_attention_heads"],
+            num_kv_heads=cfg.get("num_key_value_heads") or cfg["num_attention_heads"],
+            intermediate_size=cfg["intermediate_size"],
+            head_dim=cfg.get("head_dim"),
+            rope_theta=float(cfg.get("rope_theta") or rope.get("rope_theta") or 10000.0),
+            rms_eps=float(cfg.get("rms_norm_eps", 1e-6)),
+            qkv_bias=bool(cfg.get("attention_bias", cfg.get("model_type") in ("qwen2", "Dream", "dream"))),
+            tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+            max_position=int(cfg.get("max_position_embeddings", 4096)),
+        )
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x.to(dtype)
+
+
+def rotary(positions: torch.Tensor, dim: int, theta: float, dtype: torch.dtype):
+    inv_freq = 1.0 / (theta ** (torch.arange(0, dim, 2, device=positions.device, dtype=torch.float32) / dim))
+    freqs = positions.float()[..., None] * inv_freq  # (B, L, dim/2)
+    emb = torch.cat([freqs, freqs], dim=-1)
+    return emb.cos().to(dtype)[:, None], emb.sin().to(dtype)[:, None]  # (B, 1, L, dim)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        d, hd = cfg.hidden_size, cfg.dim_per_head
+        self.num_heads, self.num_kv_heads, self.head_dim = cfg.num_heads, cfg.num_kv_heads, hd
+        self.q_proj = nn.Linear(d, cfg.num_heads * hd, bias=cfg.qkv_bias)
+        self.k_proj = nn.Linear(d, cfg.num_kv_heads * hd, bias=cfg.qkv_bias)
+        self.v_proj = nn.Linear(d, cfg.num_kv_heads * hd, bias=cfg.qkv_bias)
+        self.o_proj = nn.Linear(cfg.num_heads * hd, d, bias=False)
+
+    def forward(self, x, cos, sin, key_mask=None, context=None, causal=False):
+        b, n, _ = x.shape
+        q = self.q_proj(x).view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(b, n, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(b, n, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        q = q * cos + _rotate_half(q) * sin
+        k = k * cos + _rotate_half(k) * sin
+        kv = (k, v)
+        if context is not None:
+            k = torch.cat([context[0], k], dim=2)
+            v = torch.cat([context[1], v], dim=2)
+        groups = self.num_heads // self.num_kv_heads
+        if groups > 1:
+            k = k.repeat_interleave(groups, dim=1)
+            v = v.repeat_interleave(groups, dim=1)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, is_causal=causal)
+        return self.o_proj(out.transpose(1, 2).reshape(b, n, -1)), kv
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_eps)
+        self.self_attn = Attention(cfg)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, cos, sin, key_mask=None, context=None, causal=False):
+        h, kv = self.self_attn(self.input_layernorm(x), cos, sin, key_mask, context, causal)
+        x = x + h
+        return x + self.mlp(self.post_attention_layernorm(x)), kv
+
+
+class _Body(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_eps)
+
+
+class BidirectionalLM(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.config = cfg
+        self.model = _Body(cfg)
+        self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        *,
+        attention_mask: torch.Tensor | None = None,
+        context: KV | None = None,
+        return_kv: bool = False,
+        causal: bool = False,
+        inputs_embeds: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, KV | None]:
+        """Logits for `input_ids` (B, N). `positions` (B, N) default to 0..N-1. `attention_mask`
+        (B, N) of 1/0 hides padded keys. `context` holds cached K/V of positions not in the input;
+        every input position attends to them and to each other (no causal mask unless `causal`)."""
+        x = self.model.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
+        b, n = x.shape[:2]
+        if positions is None:
+            positions = torch.arange(n, device=x.device).expand(b, n)
+        cos, sin = rotary(positions, self.config.dim_per_head, self.config.rope_theta, x.dtype)
+        key_mask = None
+        if attention_mask is not None:
+            key_mask = attention_mask[:, None, None, :].to(torch.bool)
+        kvs: KV = []
+        for i, layer in enumerate(self.model.layers):
+            x, kv = layer(x, cos, sin, key_mask, None if context is None else context[i], causal)
+            if return_kv:
+                kvs.append(kv)
+        return self.lm_head(self.model.norm(x)), (kvs if return_kv else None)
