@@ -1,3 +1,50 @@
-"""dlmpo: optimize the system prompt of a frozen LLM with a masked diffusion language model."""
+"""dlmpo: optimize the system prompt of a frozen LLM with a masked diffusion language model.
+
+    import dlmpo
+    result = dlmpo.optimize(task="sst2", target="embedded", dlm="tiny-random:dream",
+                            data_dir="../shared/data", rounds=2, out="runs/demo")
+    print(result.test, result.best_prompt)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 __version__ = "0.1.0"
+
+
+def optimize(task: str = "sst2", target: str = "embedded", dlm: str | None = None, *,
+             out: str | Path | None = None, **settings: Any):
+    """Run the DLM prompt optimizer and write its run directory and report. Returns an
+    `OptimizeResult` (`.to_json()`, `OptimizeResult.load(run_dir)`)."""
+    import asyncio
+
+    from pydantic import ValidationError
+
+    from dlmpo.cli import default_run_dir
+    from dlmpo.configfile import describe_validation_error
+    from dlmpo.errors import UserError
+    from dlmpo.optimize import DEFAULT_DLM, Optimizer, OptimizeSettings
+    from dlmpo.report.render import write_report
+
+    try:
+        s = OptimizeSettings(task=task, target=target, dlm=dlm or DEFAULT_DLM, **settings)
+    except ValidationError as exc:
+        raise UserError(describe_validation_error(exc, "dlmpo.optimize")) from None
+    run_dir = Path(out) if out else default_run_dir(s.identity())
+    result = asyncio.run(Optimizer(s, run_dir).run())
+    write_report(run_dir)
+    return result
+
+
+def __getattr__(name: str):
+    if name in ("OptimizeResult", "OptimizeSettings", "Optimizer"):
+        import dlmpo.optimize as _opt
+
+        return getattr(_opt, name)
+    if name == "infill":
+        from dlmpo.dlm import infill
+
+        return infill
+    raise AttributeError(name)

@@ -194,6 +194,139 @@ def infill_command(
     })
 
 
+def _event_printer(ui: Output):
+    from rich.markup import escape
+
+    state = {"best_val": None, "round": 0}
+
+    def show(e: dict) -> None:
+        kind = e["type"]
+        if kind == "run_start":
+            est = e["estimate"]
+            ui.print(("resuming: rounds done " + str(e["completed_rounds"]) + "\n" if e["resume"] else "")
+                     + f"estimate (no cache hits, full batches): {est['calls']} target calls, "
+                     f"~{est['prompt_tokens'] + est['completion_tokens']} tokens, ~${est['cost_usd']:.4f}")
+        elif kind == "eval" and e["which"] in ("seed", "best"):
+            ui.print(f"{e['which']} prompt on {e['split']}: {e['score']:.4f} (n={e['n']}, parse failures {e['parse_failures']})")
+        elif kind == "eval" and e["which"] == "traces":
+            ui.print(f"[bold]round {e['round']}[/bold]: incumbent on {e['n']} train examples {e['score']:.3f}")
+        elif kind == "candidate":
+            if e["rejected"]:
+                ui.print(f"  candidate {e['index']} \\[{e['strategy']}] rejected: {escape(e['rejected'])}")
+            else:
+                ui.print(f"  candidate {e['index']} \\[{e['strategy']}] minibatch {e['minibatch']:.3f} "
+                         f"(+{e['wins']}/-{e['losses']} vs incumbent), {e['nfe']} DLM forwards {e['dlm_seconds']:.1f}s")
+        elif kind == "decision":
+            verdict = "accepted" if e["accepted"] else "kept incumbent"
+            ui.print(f"  challenger {e['index']} on full val {e['val']:.4f} vs {e['incumbent_val']:.4f}: {verdict}")
+        elif kind == "round_end":
+            sp = e["spend"]
+            ui.print(f"  best val {e['best_val']:.4f} | spent {sp['calls']} calls, {sp['total_tokens']} tokens, ${sp['cost_usd']:.4f}")
+        elif kind == "stop" and e["reason"] != "rounds":
+            ui.print(f"stopped early: {e['reason']}")
+
+    return show
+
+
+def default_run_dir(identity: dict) -> Path:
+    import hashlib
+    import json
+
+    digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
+    return Path("runs") / f"{identity['task'].replace('/', '_').replace('.', '_')}-{digest}"
+
+
+@app.command("optimize")
+def optimize_command(
+    task: Optional[str] = typer.Option(None, help="Built-in task or task config file [default: sst2]."),
+    target: Optional[str] = typer.Option(None, help="Target model specifier [default: embedded]."),
+    dlm: Optional[str] = typer.Option(None, help="DLM specifier [default: mlm:dllm-hub/ModernBERT-base-chat-v0.1]."),
+    rounds: Optional[int] = typer.Option(None, help="Optimization rounds [default: 5]."),
+    candidates: Optional[int] = typer.Option(None, help="Candidate prompts per round [default: 4]."),
+    steps: Optional[int] = typer.Option(None, help="DLM denoising steps [default: 64]."),
+    mask_tokens: Optional[int] = typer.Option(None, help="Mask tokens the DLM fills per edit [default: 64]."),
+    strategy: Optional[str] = typer.Option(None, help="append, span, sentence, regrow; ',' alternates, '+' combines [default: append]."),
+    feedback: Optional[str] = typer.Option(None, help="metric, judge, human or none [default: metric]."),
+    judge: Optional[str] = typer.Option(None, help="Chat-model specifier of the judge (feedback judge)."),
+    human_notes: Optional[str] = typer.Option(None, help="Notes file for feedback human (text or JSONL)."),
+    alg: Optional[str] = typer.Option(None, help="DLM reveal rule [default: entropy]."),
+    temperature: Optional[float] = typer.Option(None, help="DLM sampling temperature [default: 0.7]."),
+    threshold: Optional[float] = typer.Option(None, help="DLM parallel-decoding threshold."),
+    kv_refresh: Optional[int] = typer.Option(None, help="DLM context K/V reuse, refreshed every k steps."),
+    train_size: Optional[int] = typer.Option(None, help="Train pool for traces [default: 32]."),
+    val_size: Optional[int] = typer.Option(None, help="Validation pool for selection [default: 64]."),
+    test_size: Optional[int] = typer.Option(None, help="Held-out test examples [default: the whole test split]."),
+    batch_size: Optional[int] = typer.Option(None, help="Train examples run per round [default: 8]."),
+    val_batch: Optional[int] = typer.Option(None, help="Val minibatch for comparing candidates [default: 16]."),
+    patience: Optional[int] = typer.Option(None, help="Stop after this many rounds without improvement."),
+    max_calls: Optional[int] = typer.Option(None, help="Target-call budget (never exceeded)."),
+    max_cost: Optional[float] = typer.Option(None, help="Dollar budget (never exceeded)."),
+    max_tokens: Optional[int] = typer.Option(None, help="Token budget (never exceeded)."),
+    max_seconds: Optional[float] = typer.Option(None, help="Stop starting rounds after this many seconds."),
+    seed_prompt: Optional[str] = typer.Option(None, "--prompt", help="Seed system prompt: file or text [default: the task's]."),
+    data_dir: Optional[Path] = typer.Option(None, help="Local data directory (else DLMPO_DATA_DIR, else the hub)."),
+    out: Optional[Path] = typer.Option(None, help="Run directory [default: runs/<task>-<settings hash>]."),
+    seed: Optional[int] = typer.Option(None, help="Random seed [default: 0]."),
+    device: Optional[str] = typer.Option(None, help="DLM device (default: cuda when available)."),
+    prices: Optional[str] = typer.Option(None, help="JSON price table {model: [in, out]} USD per 1M tokens."),
+    config: Optional[Path] = typer.Option(None, help="TOML/JSON/YAML file of settings (flags override it)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the call and cost estimate, then stop."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Optimize a system prompt with a diffusion language model."""
+    from dlmpo.optimize import Optimizer, load_settings
+    from dlmpo.report.render import write_report
+
+    ui = Output(json_out)
+    overrides = dict(
+        task=task, target=target, dlm=dlm, rounds=rounds, candidates=candidates, steps=steps,
+        mask_tokens=mask_tokens, strategy=strategy, feedback=feedback, judge=judge, human_notes=human_notes,
+        alg=alg, temperature=temperature, threshold=threshold, kv_refresh=kv_refresh, train_size=train_size,
+        val_size=val_size, test_size=test_size, batch_size=batch_size, val_batch=val_batch, patience=patience,
+        max_calls=max_calls, max_cost=max_cost, max_tokens=max_tokens, max_seconds=max_seconds,
+        data_dir=str(data_dir) if data_dir else None, seed=seed, device=device, prices=prices,
+    )
+    settings = load_settings(config, overrides)
+    if seed_prompt is not None:
+        settings = settings.model_copy(update={"seed_prompt": read_prompt(seed_prompt, "")})
+    run_dir = out or default_run_dir(settings.identity())
+    optimizer = Optimizer(settings, run_dir, on_event=_event_printer(ui))
+    for note in optimizer.task.notes:
+        ui.note(note)
+    if dry_run:
+        est = optimizer.estimate()
+        ui.print(f"estimate (no cache hits, full batches): {est['calls']} target calls, "
+                 f"~{est['prompt_tokens'] + est['completion_tokens']} tokens")
+        ui.emit_json({"run_dir": str(run_dir), "estimate": est})
+        return
+    ui.print(f"run directory: {run_dir}")
+    result = asyncio.run(optimizer.run())
+    paths = write_report(run_dir)
+    ui.print(f"[bold]val[/bold] {result.val['seed']:.4f} -> {result.val['best']:.4f}   "
+             f"[bold]test[/bold] {result.test['seed']:.4f} -> {result.test['best']:.4f}   "
+             f"({len(result.rounds)} rounds, {result.calls} calls, ${result.usage['cost_usd']:.4f}, {result.seconds:.0f}s)")
+    ui.print(f"best prompt: {run_dir / 'best_prompt.txt'}\nreport: {paths['markdown']} and {paths['html']}")
+    ui.emit_json(result.summary())
+
+
+@app.command("report")
+def report_command(
+    run_dir: Path = typer.Argument(..., help="A run directory of `dlmpo optimize`."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """(Re)write report.md, report.html and scores.png of a run directory."""
+    from dlmpo.optimize import OptimizeResult
+    from dlmpo.report.render import write_report
+
+    ui = Output(json_out)
+    paths = write_report(run_dir)
+    result = OptimizeResult.load(run_dir)
+    ui.print(f"val {result.val['seed']:.4f} -> {result.val['best']:.4f}, "
+             f"test {result.test['seed']:.4f} -> {result.test['best']:.4f}")
+    ui.print(f"report: {paths['markdown']}, {paths['html']}, {paths['plot']}")
+    ui.emit_json({k: str(v) for k, v in paths.items()} | {"val": result.val, "test": result.test})
+
+
 def main(argv: list[str] | None = None) -> None:
     """Click handles usage errors itself (exit 2); our own user errors get one line and exit 2."""
     command = typer.main.get_command(app)

@@ -2,7 +2,6 @@ import pytest
 import torch
 
 from dlmpo.dlm import ALGS, Sampler, SamplerConfig
-from dlmpo.dlm.sampler import align_logits
 from dlmpo.errors import UserError
 
 
@@ -51,8 +50,9 @@ def test_threshold_decoding_uses_fewer_forwards_than_masks(tiny):
     x = masked_batch(tiny, n_masks=16)
     plain = Sampler(tiny, SamplerConfig(steps=16)).sample(x)
     # a random model is never confident: a threshold under its top-1 probabilities reveals many
-    probs = align_logits(tiny.raw_logits(x), tiny.shift).softmax(-1).max(-1).values
-    tau = float(probs[x == tiny.mask_token_id].median())
+    pos = (x == tiny.mask_token_id).nonzero()[:, 1].view(x.shape[0], -1)
+    probs = tiny.raw_logits(x, pos - 1 if tiny.shift else pos).softmax(-1).max(-1).values
+    tau = float(probs.median())
     fast = Sampler(tiny, SamplerConfig(steps=16, threshold=tau)).sample(x)
     assert plain.nfe == 16
     assert fast.nfe < 16 and fast.tokens_per_forward > 1
@@ -64,9 +64,9 @@ def test_block_decoding_goes_left_to_right(tiny_dream):
     seen = []
     original = tiny_dream.raw_logits
 
-    def spy(ids):
+    def spy(ids, rows=None):
         seen.append((ids[0] == tiny_dream.mask_token_id).nonzero().squeeze(1).tolist())
-        return original(ids)
+        return original(ids, rows)
 
     tiny_dream.raw_logits = spy
     try:
@@ -85,10 +85,10 @@ def test_dream_logits_are_shifted(tiny_dream):
     original = tiny_dream.raw_logits
     forced = 42
 
-    def rigged(ids):
+    def rigged(ids, rows=None):
         raw = original(ids).clone()
         raw[:, pos - 1, forced] = 1e4  # what the model says *after* position pos-1
-        return raw
+        return raw.gather(1, rows[..., None].expand(-1, -1, raw.shape[-1]))
 
     tiny_dream.raw_logits = rigged
     try:
@@ -108,10 +108,10 @@ def test_llada_and_mlm_are_not_shifted(arch):
     pos = int((x[0] == model.mask_token_id).nonzero()[0])
     original = model.raw_logits
 
-    def rigged(ids):
+    def rigged(ids, rows=None):
         raw = original(ids).clone()
         raw[:, pos, 42] = 1e4
-        return raw
+        return raw.gather(1, rows[..., None].expand(-1, -1, raw.shape[-1]))
 
     model.raw_logits = rigged
     out = Sampler(model, SamplerConfig(steps=1)).sample(x)
@@ -143,11 +143,13 @@ def test_partial_forward_matches_full_forward_when_context_is_fresh(tiny_dream):
     """The cached path computes the active positions exactly as a full forward would, given K/V
     of the same sequence."""
     x = masked_batch(tiny_dream, n_masks=6)
-    full, kv = tiny_dream.raw_logits_with_kv(x)
+    every = torch.arange(x.shape[1]).expand(x.shape[0], -1)
+    full, kv = tiny_dream.raw_logits_with_kv(x, every)
     active = torch.arange(2, 10)
     rest = torch.tensor([i for i in range(x.shape[1]) if i not in set(active.tolist())])
-    part = tiny_dream.raw_logits_partial(x, active, [(k[:, :, rest], v[:, :, rest]) for k, v in kv])
-    assert torch.allclose(part, full[:, active], atol=1e-4)
+    rows = torch.tensor([[3, 5, 9]] * x.shape[0])
+    part = tiny_dream.raw_logits_partial(x, active, [(k[:, :, rest], v[:, :, rest]) for k, v in kv], rows)
+    assert torch.allclose(part, full[:, [3, 5, 9]], atol=1e-4)
 
 
 def test_mlm_refuses_kv_reuse():

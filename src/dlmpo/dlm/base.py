@@ -34,14 +34,17 @@ class DiffusionLM(ABC):
     supports_kv_reuse: bool = False
 
     @abstractmethod
-    def raw_logits(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """(B, L) -> (B, L, V), full bidirectional attention."""
+    def raw_logits(self, input_ids: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) -> (B, L, V) with full bidirectional attention; only the positions in `rows`
+        (B, M) -> (B, M, V) when given, which spares the vocabulary projection elsewhere."""
 
-    def raw_logits_with_kv(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, KV]:
+    def raw_logits_with_kv(self, input_ids: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, KV]:
         raise NotImplementedError(f"{self.name} does not support K/V reuse")
 
-    def raw_logits_partial(self, input_ids: torch.Tensor, active: torch.Tensor, context: KV) -> torch.Tensor:
-        """Logits at the `active` positions (1-D index), attending to cached K/V of the others."""
+    def raw_logits_partial(self, input_ids: torch.Tensor, active: torch.Tensor, context: KV,
+                           rows: torch.Tensor) -> torch.Tensor:
+        """Logits at `rows` (B, M), all within the `active` positions (1-D index), which are
+        recomputed while attending to cached K/V of the other positions."""
         raise NotImplementedError(f"{self.name} does not support K/V reuse")
 
     def stop_token_ids(self) -> set[int]:
@@ -75,19 +78,20 @@ class NativeDLM(DiffusionLM):
         return self.model.config.vocab_size
 
     @torch.inference_mode()
-    def raw_logits(self, input_ids):
-        return self.model(input_ids)[0].float()
+    def raw_logits(self, input_ids, rows=None):
+        return self.model(input_ids, rows=rows)[0].float()
 
     @torch.inference_mode()
-    def raw_logits_with_kv(self, input_ids):
-        logits, kv = self.model(input_ids, return_kv=True)
+    def raw_logits_with_kv(self, input_ids, rows):
+        logits, kv = self.model(input_ids, return_kv=True, rows=rows)
         return logits.float(), kv
 
     @torch.inference_mode()
-    def raw_logits_partial(self, input_ids, active, context):
+    def raw_logits_partial(self, input_ids, active, context, rows):
         b = input_ids.shape[0]
         positions = active.to(input_ids.device).expand(b, -1)
-        return self.model(input_ids[:, active], positions, context=context)[0].float()
+        local_rows = torch.searchsorted(active, rows)  # active is sorted and holds every row
+        return self.model(input_ids[:, active], positions, context=context, rows=local_rows)[0].float()
 
 
 class HFMaskedDLM(DiffusionLM):
@@ -106,5 +110,8 @@ class HFMaskedDLM(DiffusionLM):
         return self.model.get_output_embeddings().weight.shape[0]
 
     @torch.inference_mode()
-    def raw_logits(self, input_ids):
-        return self.model(input_ids=input_ids).logits.float()
+    def raw_logits(self, input_ids, rows=None):
+        logits = self.model(input_ids=input_ids).logits
+        if rows is not None:
+            logits = logits.gather(1, rows[..., None].expand(-1, -1, logits.shape[-1]))
+        return logits.float()

@@ -165,10 +165,12 @@ class BidirectionalLM(nn.Module):
         return_kv: bool = False,
         causal: bool = False,
         inputs_embeds: torch.Tensor | None = None,
+        rows: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, KV | None]:
         """Logits for `input_ids` (B, N). `positions` (B, N) default to 0..N-1. `attention_mask`
         (B, N) of 1/0 hides padded keys. `context` holds cached K/V of positions not in the input;
-        every input position attends to them and to each other (no causal mask unless `causal`)."""
+        every input position attends to them and to each other (no causal mask unless `causal`).
+        `rows` (B, M) indexes the input positions whose logits are wanted (default: all)."""
         x = self.model.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
         b, n = x.shape[:2]
         if positions is None:
@@ -182,4 +184,6 @@ class BidirectionalLM(nn.Module):
             x, kv = layer(x, cos, sin, key_mask, None if context is None else context[i], causal)
             if return_kv:
                 kvs.append(kv)
+        if rows is not None:
+            x = x.gather(1, rows[..., None].expand(-1, -1, x.shape[-1]))
         return self.lm_head(self.model.norm(x)), (kvs if return_kv else None)

@@ -78,11 +78,24 @@ class SampleResult:
         return self.masks / self.nfe if self.nfe else 0.0
 
 
-def align_logits(raw: torch.Tensor, shift: bool) -> torch.Tensor:
-    """Row i predicts token i. Shifted models (Dream) predict token i from position i-1."""
-    if not shift:
-        return raw
-    return torch.cat([raw[:, :1], raw[:, :-1]], dim=1)
+def _nucleus(logits: torch.Tensor, top_p: float, shortlist: int = 512) -> torch.Tensor:
+    """Top-p filtering, exact. The nucleus is looked for among the `shortlist` most likely tokens
+    first; only rows whose shortlist holds less than `top_p` of the mass pay for a full sort."""
+    k = min(shortlist, logits.shape[-1])
+    vals, idx = logits.topk(k, dim=-1)
+    lse = logits.logsumexp(-1, keepdim=True)
+    p_sorted = (vals - lse).exp()
+    cum = p_sorted.cumsum(-1)
+    out = torch.full_like(logits, float("-inf"))
+    out.scatter_(-1, idx, vals.masked_fill(cum - p_sorted > top_p, float("-inf")))
+    wide = cum[..., -1] < top_p
+    if bool(wide.any()):
+        rows = logits[wide]
+        sorted_logits, order = torch.sort(rows, descending=True, dim=-1)
+        probs = sorted_logits.softmax(-1)
+        kept = sorted_logits.masked_fill(probs.cumsum(-1) - probs > top_p, float("-inf"))
+        out[wide] = torch.full_like(rows, float("-inf")).scatter(-1, order, kept)
+    return out
 
 
 def _filter(logits: torch.Tensor, top_p: float | None, top_k: int | None) -> torch.Tensor:
@@ -90,24 +103,20 @@ def _filter(logits: torch.Tensor, top_p: float | None, top_k: int | None) -> tor
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p is not None and top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        cum = sorted_logits.softmax(-1).cumsum(-1)
-        drop = cum - sorted_logits.softmax(-1) > top_p  # keep the smallest set reaching top_p
-        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+        logits = _nucleus(logits, top_p)
     return logits
 
 
 def _choose_tokens(logits: torch.Tensor, cfg: SamplerConfig, gen: torch.Generator):
-    """Tokens for each scored position, the probability of each chosen token, and the ranking
-    confidence of the reveal rule."""
+    """For (N, V) logits: the chosen tokens, the probability of each, and the ranking confidence
+    of the reveal rule. Sampling uses the Gumbel-max trick (same law as multinomial, faster)."""
     if cfg.temperature > 0:
         logits = logits / cfg.temperature
     logits = _filter(logits, cfg.top_p, cfg.top_k)
     probs = logits.softmax(-1)
     if cfg.temperature > 0:
-        flat = probs.reshape(-1, probs.shape[-1])
-        tokens = torch.multinomial(flat, 1, generator=gen).view(probs.shape[:-1])
+        uniform = torch.rand(logits.shape, generator=gen, device=logits.device).clamp_(1e-20, 1.0)
+        tokens = (logits - torch.log(-torch.log(uniform))).argmax(-1)
     else:
         tokens = probs.argmax(-1)
     chosen_p = probs.gather(-1, tokens[..., None]).squeeze(-1)
@@ -160,7 +169,7 @@ class Sampler:
         if cfg.steps < n_blocks:
             raise UserError(f"steps ({cfg.steps}) must be at least the number of blocks ({n_blocks}).")
         gen = torch.Generator(device=x.device).manual_seed(cfg.seed)
-        vocab_limit = model.vocab_size
+        vocab_limit = min(model.vocab_size, len(model.tokenizer))  # padded rows are not tokens
         nfe = full = 0
         for bi, block_steps in enumerate(_steps_per_block(cfg.steps, n_blocks)):
             cols = slice(bi * block, min((bi + 1) * block, n_masks))
@@ -170,32 +179,38 @@ class Sampler:
                 still = x.gather(1, block_pos) == model.mask_token_id  # (B, m)
                 if not bool(still.any()):
                     break
+                # the raw rows that predict the block's positions (one to the left for Dream)
+                rows = (block_pos - 1).clamp_min(0) if model.shift else block_pos
                 use_cache = cfg.kv_refresh is not None and step % cfg.kv_refresh != 0
                 if use_cache and kv_context is not None:
-                    raw_active = model.raw_logits_partial(x, active, kv_context)
-                    raw = torch.zeros((b, x.shape[1], raw_active.shape[-1]), dtype=raw_active.dtype, device=x.device)
-                    raw[:, active] = raw_active
+                    raw = model.raw_logits_partial(x, active, kv_context, rows)
                 elif cfg.kv_refresh is not None:
-                    raw, kv = model.raw_logits_with_kv(x)
-                    active = self._active_positions(block_pos, x.shape[1])
+                    raw, kv = model.raw_logits_with_kv(x, rows)
+                    active = self._active_positions(block_pos)
                     context_idx = self._complement(active, x.shape[1])
                     kv_context = [(k[:, :, context_idx], v[:, :, context_idx]) for k, v in kv]
                     full += 1
                 else:
-                    raw = model.raw_logits(x)
+                    raw = model.raw_logits(x, rows)
                     full += 1
                 nfe += 1
-                logits = align_logits(raw, model.shift).gather(
-                    1, block_pos[..., None].expand(-1, -1, raw.shape[-1]))[..., :vocab_limit]
-                logits[..., model.mask_token_id] = float("-inf")  # a mask is never an answer
-                tokens, chosen_p, confidence = _choose_tokens(logits, cfg, gen)
-                reveal = self._reveal(still, chosen_p, confidence, block_steps - step, step, block_steps, gen)
+                # score only the positions still masked
+                flat = raw[..., :vocab_limit][still]
+                flat[:, model.mask_token_id] = float("-inf")  # a mask is never an answer
+                tok, p, conf = _choose_tokens(flat, cfg, gen)
                 current = x.gather(1, block_pos)
+                tokens = current.clone()
+                tokens[still] = tok
+                chosen_p = torch.zeros(still.shape, device=x.device)
+                chosen_p[still] = p.float()
+                confidence = torch.full(still.shape, float("-inf"), device=x.device)
+                confidence[still] = conf.float()
+                reveal = self._reveal(still, chosen_p, confidence, block_steps - step, step, block_steps, gen)
                 x.scatter_(1, block_pos, torch.where(reveal, tokens, current))
         assert not bool((x == model.mask_token_id).any()), "sampler left a mask unfilled"
         return SampleResult(x, nfe, full, n_masks, time.perf_counter() - start)
 
-    def _active_positions(self, block_pos: torch.Tensor, length: int) -> torch.Tensor:
+    def _active_positions(self, block_pos: torch.Tensor) -> torch.Tensor:
         """Positions recomputed on cached steps: the block, plus the position before each masked
         one for shifted models (its logits predict the mask). One index set for the whole batch."""
         idx = block_pos.flatten()
@@ -220,8 +235,7 @@ class Sampler:
             if cfg.threshold is not None:
                 reveal |= still & (chosen_p >= cfg.threshold)
             return reveal
-        neg_inf = torch.finfo(confidence.dtype).min
-        conf = torch.where(still, confidence, torch.full_like(confidence, neg_inf))
+        conf = confidence.masked_fill(~still, torch.finfo(confidence.dtype).min)
         reveal = torch.zeros_like(still)
         for r in range(still.shape[0]):
             remaining = int(still[r].sum())

@@ -18,7 +18,8 @@ class CallCache:
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(
-            "CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, model TEXT, response TEXT NOT NULL)"
+            "CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, model TEXT, response TEXT NOT NULL, "
+            "prompt_tokens INTEGER DEFAULT 0, completion_tokens INTEGER DEFAULT 0)"
         )
         self._db.commit()
 
@@ -29,11 +30,22 @@ class CallCache:
 
     def put(self, key: str, model: str, response: ChatResponse) -> None:
         blob = json.dumps(response.to_json(), ensure_ascii=False)
+        usage = response.usage
         with self._lock:
             self._db.execute(
-                "INSERT OR REPLACE INTO calls (key, model, response) VALUES (?, ?, ?)", (key, model, blob)
+                "INSERT OR REPLACE INTO calls (key, model, response, prompt_tokens, completion_tokens) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (key, model, blob, usage.prompt_tokens, usage.completion_tokens),
             )
             self._db.commit()
+
+    def totals(self, model: str) -> tuple[int, int, int]:
+        """(calls, prompt tokens, completion tokens) ever paid for `model` through this cache."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0) "
+                "FROM calls WHERE model = ?", (model,)).fetchone()
+        return int(row[0]), int(row[1]), int(row[2])
 
     def __len__(self) -> int:
         with self._lock:

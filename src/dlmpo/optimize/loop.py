@@ -1,0 +1,246 @@
+"""The optimization loop of the paper, as a resumable, budgeted run.
+
+Round r: run the target with the incumbent on a train minibatch (traces) -> attach feedback ->
+choose traces (failures first) -> propose K prompts by masking + DLM infilling -> guards ->
+score candidates and incumbent on the same val minibatch -> the best candidate, if it wins at
+least `min_gain` more paired examples than it loses, is scored on the whole val pool and becomes
+the incumbent only if it beats the incumbent's val score. Seed and best are scored on test."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Callable
+
+from dlmpo.dlm import ContextItem, SamplerConfig, load_dlm
+from dlmpo.errors import UserError
+from dlmpo.evaluate import EvalResult, Trace, build_request, evaluate
+from dlmpo.lm import ChatModel, Usage, open_target
+from dlmpo.lm.pricing import PriceTable
+from dlmpo.optimize.budget import Budget, Spend
+from dlmpo.optimize.feedback import FeedbackSource, HumanFeedback, JudgeFeedback, MetricFeedback, NoFeedback
+from dlmpo.optimize.guards import PromptGuard
+from dlmpo.optimize.proposers import DLMProposer, Proposer
+from dlmpo.optimize.result import OptimizeResult, RoundRecord
+from dlmpo.optimize.settings import OptimizeSettings
+from dlmpo.runs.rundir import RunDir
+from dlmpo.tasks import Example, Task, get_task
+from dlmpo.tasks.base import stable_fraction
+
+EventSink = Callable[[dict], None]
+
+
+class StopRun(Exception):
+    """A limit (budget, time) ends the loop early; the run still finishes cleanly."""
+
+
+def select_context(traces: list[Trace], notes: list[str | None], k: int) -> list[ContextItem]:
+    """Failures first (up to two thirds of the slots), then successes, then whatever is left."""
+    items = [(t, n) for t, n in zip(traces, notes)]
+    failures = [x for x in items if x[0].score < 1]
+    successes = [x for x in items if x[0].score >= 1]
+    n_fail = min(len(failures), max(1, (2 * k + 2) // 3)) if failures else 0
+    chosen = failures[:n_fail] + successes[: k - n_fail]
+    chosen += [x for x in failures[n_fail:]][: k - len(chosen)]
+    return [ContextItem(t.user, t.output or "(no answer)", t.score, n) for t, n in chosen]
+
+
+class Optimizer:
+    def __init__(self, settings: OptimizeSettings, out: str | Path, *, on_event: EventSink | None = None,
+                 task: Task | None = None, proposer: Proposer | None = None):
+        self.s = settings
+        self.run_dir = RunDir(out)
+        self.on_event = on_event or (lambda e: None)
+        self.task = task or get_task(settings.task, settings.data_dir)
+        self._proposer = proposer
+        self.seed_prompt = settings.seed_prompt or self.task.seed_prompt
+        rng = random.Random(f"{settings.seed}:pools")
+        train, val = self.task.examples("train"), self.task.examples("val")
+        self.train_pool = rng.sample(train, min(settings.train_size, len(train)))
+        self.val_pool = rng.sample(val, min(settings.val_size, len(val)))
+        test = sorted(self.task.examples("test"), key=lambda ex: stable_fraction(ex.id))
+        self.test_set = test[: settings.test_size] if settings.test_size else test
+        if not self.train_pool or not self.val_pool or not self.test_set:
+            raise UserError(f"Task '{self.task.name}' needs train, val and test examples.")
+        self.guard = PromptGuard(settings.max_prompt_chars, settings.copy_ngram)
+
+    # ---------------------------------------------------------------- set-up
+
+    def estimate(self) -> dict:
+        """Calls and cost before starting: every batch at full size, no cache hits."""
+        s = self.s
+        vb = min(s.val_batch, len(self.val_pool))
+        per_round = min(s.batch_size, len(self.train_pool)) + (s.candidates + 1) * vb + len(self.val_pool)
+        calls = len(self.val_pool) + 2 * len(self.test_set) + s.rounds * per_round
+        if s.feedback == "judge":
+            calls += s.rounds * min(s.batch_size, len(self.train_pool))
+        sample = [build_request(self.task, self.seed_prompt, ex, s.max_answer_tokens) for ex in self.val_pool[:20]]
+        avg_prompt = sum(sum(len(m["content"]) for m in r.messages) for r in sample) / (3 * len(sample)) + 80
+        return {"calls": calls, "prompt_tokens": int(calls * avg_prompt),
+                "completion_tokens": calls * s.max_answer_tokens}
+
+    def _open_models(self) -> tuple[ChatModel, ChatModel | None]:
+        s = self.s
+        prices = PriceTable.from_file(s.prices) if s.prices else None
+        kw = dict(cache_path=self.run_dir.calls_db, concurrency=s.concurrency, rpm=s.rpm, tpm=s.tpm, prices=prices)
+        target = open_target(s.target, **kw)
+        judge = open_target(s.judge, **kw) if s.feedback == "judge" and s.judge else None
+        return target, judge
+
+    def _feedback(self, judge: ChatModel | None) -> FeedbackSource:
+        if self.s.feedback == "judge":
+            assert judge is not None
+            return JudgeFeedback(judge)
+        if self.s.feedback == "human":
+            return HumanFeedback(self.s.human_notes)
+        return NoFeedback() if self.s.feedback == "none" else MetricFeedback()
+
+    def _make_proposer(self) -> Proposer:
+        if self._proposer is not None:
+            return self._proposer
+        s = self.s
+        sampler = SamplerConfig(steps=s.steps, alg=s.alg, alg_temp=s.alg_temp, temperature=s.temperature,
+                                top_p=s.top_p, top_k=s.top_k, block_length=s.block_length, threshold=s.threshold,
+                                kv_refresh=s.kv_refresh, seed=s.seed)
+        sampler.validate()
+        model = load_dlm(s.dlm, s.device)
+        return DLMProposer(model, sampler, strategy=s.strategy, mask_tokens=s.mask_tokens,
+                           span_ratio=s.span_ratio, span_length=s.span_length, seed=s.seed)
+
+    def _emit(self, event: dict) -> None:
+        self.run_dir.append(event)
+        self.on_event(event)
+
+    # ---------------------------------------------------------------- the run
+
+    async def run(self) -> OptimizeResult:
+        s = self.s
+        start = time.perf_counter()
+        resuming = self.run_dir.bind_config(s.identity(), s.model_dump())
+        done_rounds = {e["round"]: e for e in self.run_dir.events() if e.get("type") == "round_end"}
+        target, judge = self._open_models()
+        self.target = target
+        budget = Budget([m for m in (target, judge) if m], max_calls=s.max_calls, max_cost=s.max_cost,
+                        max_tokens=s.max_tokens)
+        # room for the final test evaluation of the best prompt, which may have grown
+        grown = "x" * min(s.max_prompt_chars, len(self.seed_prompt) + 4 * s.mask_tokens * s.rounds)
+        reserve = Budget.estimate(target, [build_request(self.task, grown, ex, s.max_answer_tokens)
+                                           for ex in self.test_set])
+        estimate = self.estimate()
+        estimate["cost_usd"] = round(target.price.cost(Usage(estimate["prompt_tokens"], estimate["completion_tokens"])), 4)
+        self._emit({"type": "run_start", "resume": resuming, "estimate": estimate,
+                    "completed_rounds": sorted(done_rounds)})
+        stop_reason = "rounds"
+        try:
+            seed_val = await self._eval(target, budget, self.seed_prompt, self.val_pool, "val", "seed")
+            seed_test = await self._eval(target, budget, self.seed_prompt, self.test_set, "test", "seed")
+            incumbent, best_val = self.seed_prompt, seed_val.score
+            records: list[RoundRecord] = []
+            no_improve = 0
+            proposer: Proposer | None = None
+            feedback = self._feedback(judge)
+            for r in range(1, s.rounds + 1):
+                if r in done_rounds:  # resumed: this round's outcome is in the log
+                    e = done_rounds[r]
+                    incumbent, best_val, no_improve = e["incumbent"], e["best_val"], e["no_improve"]
+                    records.append(RoundRecord(**e["record"]))
+                    continue
+                if s.patience is not None and no_improve >= s.patience:
+                    stop_reason = "patience"
+                    break
+                if s.max_seconds is not None and time.perf_counter() - start > s.max_seconds:
+                    stop_reason = "time"
+                    break
+                proposer = proposer or self._make_proposer()
+                record, incumbent, best_val = await self._round(
+                    r, target, budget, reserve, proposer, feedback, incumbent, best_val)
+                no_improve = 0 if record.accepted else no_improve + 1
+                records.append(record)
+                self.run_dir.write_best(incumbent)
+                self._emit({"type": "round_end", "round": r, "record": record.__dict__, "incumbent": incumbent,
+                            "best_val": best_val, "no_improve": no_improve, "spend": budget.spend().to_json()})
+        except StopRun as stop:
+            stop_reason = str(stop)
+        self._emit({"type": "stop", "reason": stop_reason})
+        best_test = await self._eval(target, None, incumbent, self.test_set, "test", "best")
+        self.run_dir.write_best(incumbent)
+        spend = budget.spend()
+        usage = {**spend.to_json(), "this_process": target.accounting.to_json()}
+        if judge is not None:
+            usage["judge_this_process"] = judge.accounting.to_json()
+        result = OptimizeResult(
+            run_dir=str(self.run_dir.path), task=self.task.name, target=s.target, dlm=s.dlm,
+            seed_prompt=self.seed_prompt, best_prompt=incumbent,
+            val={"seed": round(seed_val.score, 4), "best": round(best_val, 4)},
+            test={"seed": round(seed_test.score, 4), "best": round(best_test.score, 4)},
+            rounds=records, stop_reason=stop_reason, calls=spend.calls, usage=usage,
+            seconds=time.perf_counter() - start, settings=s.model_dump(),
+        )
+        result.save(self.run_dir.result_file)
+        self._emit({"type": "run_end", **result.summary()})
+        await target.aclose()
+        if judge is not None:
+            await judge.aclose()
+        return result
+
+    async def _eval(self, target: ChatModel, budget: Budget | None, prompt: str, examples: list[Example],
+                    split: str, which: str, reserve: Spend | None = None, round_index: int | None = None,
+                    log: bool = True) -> EvalResult:
+        if budget is not None:
+            requests = [build_request(self.task, prompt, ex, self.s.max_answer_tokens) for ex in examples]
+            why = budget.refusal(target, requests, reserve)
+            if why:
+                raise StopRun(f"budget ({why})")
+        result = await evaluate(self.task, target, prompt, examples, split=split,
+                                max_tokens=self.s.max_answer_tokens)
+        if log:
+            self._emit({"type": "eval", "which": which, "split": split, "round": round_index, "n": result.n,
+                        "score": round(result.score, 4), "metrics": result.metrics,
+                        "parse_failures": result.parse_failures, "failures": result.failures})
+        return result
+
+    async def _round(self, r, target, budget, reserve, proposer, feedback, incumbent, best_val):
+        s = self.s
+        t0 = time.perf_counter()
+        rng = random.Random(f"{s.seed}:{r}")
+        minibatch = rng.sample(self.train_pool, min(s.batch_size, len(self.train_pool)))
+        val_batch = rng.sample(self.val_pool, min(s.val_batch, len(self.val_pool)))
+        self._emit({"type": "round_start", "round": r})
+        traces = await self._eval(target, budget, incumbent, minibatch, "train", "traces", reserve, r)
+        notes = await feedback.annotate(incumbent, traces.traces)
+        context = select_context(traces.traces, notes, s.context_traces)
+        proposals = proposer.propose(incumbent, context, s.candidates, r)
+        inc_mb = await self._eval(target, budget, incumbent, val_batch, "val", "incumbent", reserve, r)
+        sources = [t.user for t in traces.traces]
+        candidates: list[dict] = []
+        for i, p in enumerate(proposals):
+            row = {"index": i, "strategy": p.strategy, "prompt": p.prompt, "masked": p.masked, "nfe": p.nfe,
+                   "dlm_seconds": round(p.seconds, 3), "rejected": None, "minibatch": None,
+                   "wins": 0, "losses": 0, "val": None}
+            row["rejected"] = self.guard.reject_reason(p.prompt, incumbent, sources)
+            if row["rejected"] is None and any(c["prompt"] == p.prompt for c in candidates):
+                row["rejected"] = "duplicate of another candidate"
+            if row["rejected"] is None:
+                res = await self._eval(target, budget, p.prompt, val_batch, "val", "candidate", reserve, r, log=False)
+                row["minibatch"] = round(res.score, 4)
+                row["wins"] = sum(c.score > b.score for c, b in zip(res.traces, inc_mb.traces))
+                row["losses"] = sum(c.score < b.score for c, b in zip(res.traces, inc_mb.traces))
+            candidates.append(row)
+            self._emit({"type": "candidate", "round": r, **row})
+        live = [c for c in candidates if c["rejected"] is None]
+        accepted = False
+        if live:
+            best = max(live, key=lambda c: (c["wins"] - c["losses"], c["minibatch"], -c["index"]))
+            if best["wins"] - best["losses"] >= s.min_gain:
+                full = await self._eval(target, budget, best["prompt"], self.val_pool, "val", "challenger", reserve, r)
+                best["val"] = round(full.score, 4)
+                accepted = full.score > best_val
+                self._emit({"type": "decision", "round": r, "index": best["index"], "val": best["val"],
+                            "incumbent_val": round(best_val, 4), "accepted": accepted})
+                if accepted:
+                    incumbent, best_val = best["prompt"], full.score
+        record = RoundRecord(round=r, incumbent_minibatch=round(inc_mb.score, 4), candidates=candidates,
+                             accepted=accepted, best_val=round(best_val, 4),
+                             seconds=round(time.perf_counter() - t0, 2))
+        return record, incumbent, best_val

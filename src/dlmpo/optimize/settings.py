@@ -1,0 +1,109 @@
+"""Every setting of an optimization run, validated in one place (CLI flags, config files and the
+Python API all end here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from dlmpo.configfile import describe_validation_error, read_config_file
+from dlmpo.errors import UserError
+
+DEFAULT_DLM = "mlm:dllm-hub/ModernBERT-base-chat-v0.1"
+STRATEGIES = ("append", "span", "sentence", "regrow")
+
+
+class OptimizeSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task: str = "sst2"
+    target: str = "embedded"
+    dlm: str = DEFAULT_DLM
+    proposer: Literal["dlm"] = "dlm"
+    data_dir: str | None = None
+    seed_prompt: str | None = None
+
+    rounds: int = Field(5, ge=1)
+    candidates: int = Field(4, ge=1)
+    train_size: int = Field(32, ge=1)
+    val_size: int = Field(64, ge=1)
+    test_size: int | None = Field(None, ge=1)
+    batch_size: int = Field(8, ge=1, description="train examples run per round to make traces")
+    val_batch: int = Field(16, ge=1, description="val minibatch on which candidates are compared")
+    context_traces: int = Field(6, ge=1, description="traces shown to the DLM per candidate")
+    max_answer_tokens: int = Field(16, ge=1)
+
+    strategy: str = "append"
+    mask_tokens: int = Field(64, ge=1)
+    span_ratio: float = Field(0.25, gt=0, le=1)
+    span_length: int = Field(6, ge=1)
+    feedback: Literal["metric", "judge", "human", "none"] = "metric"
+    judge: str | None = None
+    human_notes: str | None = None
+
+    steps: int = Field(64, ge=1)
+    alg: str = "entropy"
+    alg_temp: float = Field(0.0, ge=0)
+    temperature: float = Field(0.7, ge=0)
+    top_p: float | None = Field(0.95, gt=0, le=1)
+    top_k: int | None = Field(None, ge=1)
+    block_length: int | None = Field(None, ge=1)
+    threshold: float | None = Field(None, gt=0, le=1)
+    kv_refresh: int | None = Field(None, ge=1)
+    device: str | None = None
+
+    min_gain: int = Field(1, ge=1, description="paired wins minus losses needed on the val minibatch")
+    patience: int | None = Field(None, ge=1, description="stop after this many rounds without improvement")
+    max_calls: int | None = Field(None, ge=1)
+    max_cost: float | None = Field(None, gt=0)
+    max_tokens: int | None = Field(None, ge=1)
+    max_seconds: float | None = Field(None, gt=0)
+    max_prompt_chars: int = Field(4000, ge=10)
+    copy_ngram: int = Field(8, ge=3, description="reject prompts sharing this many consecutive words with a train input")
+
+    seed: int = 0
+    concurrency: int | None = Field(None, ge=1)
+    rpm: float | None = Field(None, gt=0)
+    tpm: float | None = Field(None, gt=0)
+    prices: str | None = None
+
+    @field_validator("strategy")
+    @classmethod
+    def _strategy(cls, value: str) -> str:
+        for alternative in value.split(","):
+            for part in alternative.split("+"):
+                if part.strip() not in STRATEGIES:
+                    raise ValueError(f"unknown strategy '{part.strip()}': use {', '.join(STRATEGIES)} "
+                                     "(',' alternates per candidate, '+' combines)")
+        return value.replace(" ", "")
+
+    @field_validator("alg")
+    @classmethod
+    def _alg(cls, value: str) -> str:
+        from dlmpo.dlm.sampler import ALGS
+
+        if value not in ALGS:
+            raise ValueError(f"unknown remasking rule '{value}': use {', '.join(ALGS)}")
+        return value
+
+    def identity(self) -> dict:
+        """The settings that define the result: a resumed run must match them."""
+        return self.model_dump(exclude={"concurrency", "rpm", "tpm", "device", "max_seconds"})
+
+
+def load_settings(config_file: str | Path | None, overrides: dict) -> OptimizeSettings:
+    """Config file values, then explicit overrides (CLI flags that were given)."""
+    base: dict = {}
+    if config_file:
+        raw = read_config_file(config_file)
+        base = dict(raw.get("optimize", raw))
+    merged = {**base, **{k: v for k, v in overrides.items() if v is not None}}
+    try:
+        settings = OptimizeSettings.model_validate(merged)
+    except ValidationError as exc:
+        raise UserError(describe_validation_error(exc, f"Settings{f' in {config_file}' if config_file else ''}")) from None
+    if settings.feedback == "judge" and not settings.judge:
+        raise UserError("feedback 'judge' needs a judge model: pass --judge SPEC.")
+    return settings

@@ -1,0 +1,129 @@
+"""report.md and report.html of a run directory."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+from dlmpo.errors import UserError
+from dlmpo.optimize.result import OptimizeResult
+from dlmpo.report.diff import diff_html, diff_markdown
+from dlmpo.report.plots import plot_rounds
+
+SHOWN_SETTINGS = ("task", "target", "dlm", "rounds", "candidates", "strategy", "mask_tokens", "steps", "alg",
+                  "temperature", "feedback", "train_size", "val_size", "test_size", "batch_size", "val_batch",
+                  "min_gain", "max_calls", "max_cost", "seed")
+
+
+def _cell(text: str | None, limit: int = 160) -> str:
+    if text is None:
+        return ""
+    flat = " ".join(str(text).split())
+    flat = flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    return flat.replace("|", "\\|")
+
+
+def render_markdown(result: OptimizeResult, plot_name: str) -> str:
+    u = result.usage
+    lines = [
+        f"# dlmpo run: {result.task}",
+        "",
+        f"Target `{result.target}`, DLM `{result.dlm}`, {len(result.rounds)} round(s), stopped by: {result.stop_reason}.",
+        "",
+        "| | seed prompt | best prompt | gain |",
+        "|---|---|---|---|",
+        f"| val | {result.val['seed']:.4f} | {result.val['best']:.4f} | {result.val['best'] - result.val['seed']:+.4f} |",
+        f"| test (held out) | {result.test['seed']:.4f} | {result.test['best']:.4f} | {result.test['best'] - result.test['seed']:+.4f} |",
+        "",
+        f"![score per round]({plot_name})",
+        "",
+        "## Best prompt",
+        "",
+        "```text",
+        result.best_prompt,
+        "```",
+        "",
+        "## Changes from the seed prompt",
+        "",
+        "Added spans are written `[+like this+]`, removed spans `[-like this-]`.",
+        "",
+        "```text",
+        diff_markdown(result.seed_prompt, result.best_prompt),
+        "```",
+        "",
+        "## Rounds",
+        "",
+    ]
+    for r in result.rounds:
+        lines += [f"### Round {r.round} — {'accepted' if r.accepted else 'kept incumbent'} "
+                  f"(incumbent on minibatch {r.incumbent_minibatch:.3f}, best val {r.best_val:.4f}, {r.seconds:.1f}s)",
+                  "", "| # | strategy | minibatch | wins/losses | full val | status | prompt |", "|---|---|---|---|---|---|---|"]
+        for c in r.candidates:
+            status = f"rejected: {c['rejected']}" if c["rejected"] else "scored"
+            mb = "" if c["minibatch"] is None else f"{c['minibatch']:.3f}"
+            val = "" if c["val"] is None else f"{c['val']:.4f}"
+            lines.append(f"| {c['index']} | {c['strategy']} | {mb} | {c['wins']}/{c['losses']} | {val} | "
+                         f"{_cell(status, 60)} | {_cell(c['prompt'])} |")
+        lines.append("")
+    lines += [
+        "## Cost",
+        "",
+        f"- target calls paid by this run: {result.calls} "
+        f"({u.get('prompt_tokens', 0)} prompt + {u.get('completion_tokens', 0)} completion tokens), "
+        f"${u.get('cost_usd', 0):.4f}",
+        f"- this process: {json.dumps(u.get('this_process', {}))}",
+        f"- wall time: {result.seconds:.1f}s",
+        "",
+        "## Settings",
+        "",
+        "| setting | value |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {_cell(json.dumps(result.settings.get(k)))} |" for k in SHOWN_SETTINGS if k in result.settings]
+    return "\n".join(lines) + "\n"
+
+
+def render_html(result: OptimizeResult, plot: Path) -> str:
+    img = base64.b64encode(plot.read_bytes()).decode()
+    esc = html.escape
+    rows = []
+    for r in result.rounds:
+        for c in r.candidates:
+            status = f"rejected: {c['rejected']}" if c["rejected"] else "scored"
+            mb = "" if c["minibatch"] is None else f"{c['minibatch']:.3f}"
+            val = "" if c["val"] is None else f"{c['val']:.4f}"
+            rows.append(
+                f"<tr><td>{r.round}</td><td>{c['index']}</td><td>{esc(c['strategy'])}</td><td>{mb}</td>"
+                f"<td>{c['wins']}/{c['losses']}</td><td>{val}</td>"
+                f"<td>{esc(status)}</td><td class=p>{esc(c['prompt'])}</td></tr>")
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>dlmpo run: {esc(result.task)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;vertical-align:top;font-size:13px}}
+td.p{{white-space:pre-wrap;max-width:520px}}pre{{background:#f6f6f6;padding:1em;white-space:pre-wrap}}
+ins{{background:#d4f8d4;text-decoration:none}}del{{background:#f8d4d4}}</style></head><body>
+<h1>dlmpo run: {esc(result.task)}</h1>
+<p>Target <code>{esc(result.target)}</code>, DLM <code>{esc(result.dlm)}</code>, {len(result.rounds)} round(s),
+stopped by: {esc(result.stop_reason)}. {result.calls} target calls, ${result.usage.get('cost_usd', 0):.4f}, {result.seconds:.1f}s.</p>
+<table><tr><th></th><th>seed</th><th>best</th><th>gain</th></tr>
+<tr><td>val</td><td>{result.val['seed']:.4f}</td><td>{result.val['best']:.4f}</td><td>{result.val['best'] - result.val['seed']:+.4f}</td></tr>
+<tr><td>test (held out)</td><td>{result.test['seed']:.4f}</td><td>{result.test['best']:.4f}</td><td>{result.test['best'] - result.test['seed']:+.4f}</td></tr></table>
+<img alt="score per round" src="data:image/png;base64,{img}">
+<h2>Best prompt, changes from the seed</h2><pre>{diff_html(result.seed_prompt, result.best_prompt)}</pre>
+<h2>Candidates</h2><table><tr><th>round</th><th>#</th><th>strategy</th><th>minibatch</th><th>wins/losses</th>
+<th>full val</th><th>status</th><th>prompt</th></tr>{''.join(rows)}</table></body></html>
+"""
+
+
+def write_report(run_dir: str | Path) -> dict[str, Path]:
+    run_dir = Path(run_dir)
+    if not (run_dir / "result.json").is_file():
+        raise UserError(f"{run_dir} holds no finished run (no result.json): run or resume `dlmpo optimize` first.")
+    result = OptimizeResult.load(run_dir)
+    plot = plot_rounds(result, run_dir / "scores.png")
+    md = run_dir / "report.md"
+    md.write_text(render_markdown(result, plot.name), encoding="utf-8")
+    page = run_dir / "report.html"
+    page.write_text(render_html(result, plot), encoding="utf-8")
+    return {"markdown": md, "html": page, "plot": plot}

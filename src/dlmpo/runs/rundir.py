@@ -1,0 +1,66 @@
+"""The run directory: everything needed to resume and to audit a run.
+
+    config.json      the settings (a re-run must match them to resume)
+    events.jsonl     append-only log: every evaluation, candidate, decision and stop
+    calls.sqlite     every paid target call (the cache that makes resume free)
+    best_prompt.txt  the incumbent, rewritten after every round
+    result.json      the final result; report.md / report.html / scores.png"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from dlmpo.errors import UserError
+
+
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    config_file = property(lambda self: self.path / "config.json")
+    events_file = property(lambda self: self.path / "events.jsonl")
+    calls_db = property(lambda self: self.path / "calls.sqlite")
+    best_prompt_file = property(lambda self: self.path / "best_prompt.txt")
+    result_file = property(lambda self: self.path / "result.json")
+
+    def bind_config(self, identity: dict[str, Any], full: dict[str, Any]) -> bool:
+        """Write config.json, or check a resumed run against it. Returns True when resuming."""
+        if self.config_file.is_file():
+            saved = json.loads(self.config_file.read_text())
+            if saved.get("identity") != identity:
+                changed = sorted(k for k in identity if saved.get("identity", {}).get(k) != identity[k])
+                raise UserError(
+                    f"{self.path} holds a run with other settings ({', '.join(changed[:4])}): "
+                    "use a new --out, or the same settings to resume it."
+                )
+            return True
+        self.config_file.write_text(json.dumps({"identity": identity, "settings": full}, indent=2))
+        return False
+
+    def append(self, event: dict[str, Any]) -> None:
+        line = json.dumps({"time": round(time.time(), 3), **event}, ensure_ascii=False)
+        with self.events_file.open("a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def events(self) -> list[dict[str, Any]]:
+        if not self.events_file.is_file():
+            return []
+        out = []
+        for line in self.events_file.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut by a kill: the rest of the log is still good
+                continue
+        return out
+
+    def write_best(self, prompt: str) -> None:
+        tmp = self.best_prompt_file.with_suffix(".tmp")
+        tmp.write_text(prompt + "\n", encoding="utf-8")
+        os.replace(tmp, self.best_prompt_file)
