@@ -25,7 +25,7 @@ def optimize(task: str = "sst2", target: str = "embedded", dlm: str | None = Non
     from dlmpo.cli import default_run_dir
     from dlmpo.configfile import describe_validation_error
     from dlmpo.errors import UserError
-    from dlmpo.optimize import DEFAULT_DLM, Optimizer, OptimizeSettings
+    from dlmpo.optimizer import DEFAULT_DLM, Optimizer, OptimizeSettings
     from dlmpo.report.render import write_report
 
     try:
@@ -40,7 +40,7 @@ def optimize(task: str = "sst2", target: str = "embedded", dlm: str | None = Non
 
 def __getattr__(name: str):
     if name in ("OptimizeResult", "OptimizeSettings", "Optimizer"):
-        import dlmpo.optimize as _opt
+        import dlmpo.optimizer as _opt
 
         return getattr(_opt, name)
     if name == "infill":

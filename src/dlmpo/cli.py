@@ -274,7 +274,7 @@ def optimize_command(
     json_out: bool = JSON_OPT,
 ) -> None:
     """Optimize a system prompt with a diffusion language model."""
-    from dlmpo.optimize import Optimizer, load_settings
+    from dlmpo.optimizer import Optimizer, load_settings
     from dlmpo.report.render import write_report
 
     ui = Output(json_out)
@@ -315,7 +315,7 @@ def report_command(
     json_out: bool = JSON_OPT,
 ) -> None:
     """(Re)write report.md, report.html and scores.png of a run directory."""
-    from dlmpo.optimize import OptimizeResult
+    from dlmpo.optimizer import OptimizeResult
     from dlmpo.report.render import write_report
 
     ui = Output(json_out)

@@ -31,7 +31,9 @@ def diff_markdown(old: str, new: str) -> str:
         if op == "=":
             out.append(text)
         elif text.strip():
-            out.append(f"[{op}{text.strip()}{op}]")
+            lead = text[: len(text) - len(text.lstrip())]
+            trail = text[len(text.rstrip()):]
+            out.append(f"{lead}[{op}{text.strip()}{op}]{trail}" if op == "+" else f"[{op}{text.strip()}{op}]")
     return "".join(out)
 
 

@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from dlmpo.optimize.result import OptimizeResult  # noqa: E402
+from dlmpo.optimizer.result import OptimizeResult  # noqa: E402
 
 
 def plot_rounds(result: OptimizeResult, path: str | Path) -> Path:

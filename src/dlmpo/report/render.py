@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from dlmpo.errors import UserError
-from dlmpo.optimize.result import OptimizeResult
+from dlmpo.optimizer.result import OptimizeResult
 from dlmpo.report.diff import diff_html, diff_markdown
 from dlmpo.report.plots import plot_rounds
 

@@ -18,12 +18,12 @@ from dlmpo.errors import UserError
 from dlmpo.evaluate import EvalResult, Trace, build_request, evaluate
 from dlmpo.lm import ChatModel, Usage, open_target
 from dlmpo.lm.pricing import PriceTable
-from dlmpo.optimize.budget import Budget, Spend
-from dlmpo.optimize.feedback import FeedbackSource, HumanFeedback, JudgeFeedback, MetricFeedback, NoFeedback
-from dlmpo.optimize.guards import PromptGuard
-from dlmpo.optimize.proposers import DLMProposer, Proposer
-from dlmpo.optimize.result import OptimizeResult, RoundRecord
-from dlmpo.optimize.settings import OptimizeSettings
+from dlmpo.optimizer.budget import Budget, Spend
+from dlmpo.optimizer.feedback import FeedbackSource, HumanFeedback, JudgeFeedback, MetricFeedback, NoFeedback
+from dlmpo.optimizer.guards import PromptGuard
+from dlmpo.optimizer.proposers import DLMProposer, Proposer
+from dlmpo.optimizer.result import OptimizeResult, RoundRecord
+from dlmpo.optimizer.settings import OptimizeSettings
 from dlmpo.runs.rundir import RunDir
 from dlmpo.tasks import Example, Task, get_task
 from dlmpo.tasks.base import stable_fraction

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from dlmpo.dlm import ContextItem, DiffusionLM, SamplerConfig, infill
-from dlmpo.optimize.strategies import apply_strategy
+from dlmpo.optimizer.strategies import apply_strategy
 
 
 @dataclass

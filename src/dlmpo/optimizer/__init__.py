@@ -1,7 +1,7 @@
 """The optimization loop, proposers, mask strategies, feedback, budgets and stop rules."""
 
-from dlmpo.optimize.loop import Optimizer
-from dlmpo.optimize.result import OptimizeResult
-from dlmpo.optimize.settings import DEFAULT_DLM, OptimizeSettings, load_settings
+from dlmpo.optimizer.loop import Optimizer
+from dlmpo.optimizer.result import OptimizeResult
+from dlmpo.optimizer.settings import DEFAULT_DLM, OptimizeSettings, load_settings
 
 __all__ = ["DEFAULT_DLM", "OptimizeResult", "OptimizeSettings", "Optimizer", "load_settings"]

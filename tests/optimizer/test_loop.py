@@ -1,0 +1,164 @@
+"""The whole loop offline: the embedded SmolLM2 target and a tiny-random DLM on SST-2 rows."""
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import dlmpo
+from dlmpo.dlm import ContextItem
+from dlmpo.errors import UserError
+from dlmpo.lm.cache import CallCache
+from dlmpo.optimizer import OptimizeResult, Optimizer, OptimizeSettings
+from dlmpo.optimizer.proposers import Proposal
+
+SMALL = dict(task="sst2", target="embedded", dlm="tiny-random:dream", rounds=2, candidates=2, train_size=6,
+             val_size=8, test_size=8, batch_size=4, val_batch=8, steps=8, mask_tokens=8, seed=0)
+CLI_SMALL = ["--task", "sst2", "--target", "embedded", "--dlm", "tiny-random:dream", "--rounds", "2",
+             "--candidates", "2", "--train-size", "6", "--val-size", "8", "--test-size", "8", "--batch-size", "4",
+             "--val-batch", "8", "--steps", "8", "--mask-tokens", "8", "--seed", "0"]
+
+
+def events(run_dir):
+    return [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, data_dir):
+    out = tmp_path_factory.mktemp("run")
+    result = dlmpo.optimize(out=out, data_dir=str(data_dir), **{k: v for k, v in SMALL.items()
+                                                                   if k not in ("task", "target", "dlm")},
+                            task="sst2", target="embedded", dlm="tiny-random:dream")
+    return out, result
+
+
+def test_run_directory_is_complete(finished_run):
+    out, result = finished_run
+    for name in ("config.json", "events.jsonl", "calls.sqlite", "best_prompt.txt", "result.json", "report.md",
+                 "report.html", "scores.png"):
+        assert (out / name).is_file(), name
+    kinds = [e["type"] for e in events(out)]
+    assert kinds[0] == "run_start" and kinds[-1] == "run_end"
+    assert kinds.count("round_end") == 2 and kinds.count("candidate") == 4
+    assert (out / "best_prompt.txt").read_text().strip() == result.best_prompt
+    report = (out / "report.md").read_text()
+    assert "| test (held out) |" in report and "Round 2" in report and "scores.png" in report
+    assert set(result.val) == {"seed", "best"} and set(result.test) == {"seed", "best"}
+    assert result.calls > 0 and result.usage["cost_usd"] == 0.0
+
+
+def test_result_round_trips_through_json(finished_run):
+    out, result = finished_run
+    again = OptimizeResult.load(out)
+    assert again.to_json() == result.to_json()
+    assert json.loads(json.dumps(result.to_json()))["best_prompt"] == result.best_prompt
+
+
+def test_acceptance_never_lowers_val(finished_run):
+    out, result = finished_run
+    for e in events(out):
+        if e["type"] == "decision" and e["accepted"]:
+            assert e["val"] > e["incumbent_val"]
+    assert result.val["best"] >= result.val["seed"]
+
+
+class ListProposer:
+    """A proposer that returns fixed prompts: lets a test put a known-bad candidate in the loop."""
+
+    name = "list"
+
+    def __init__(self, prompts):
+        self.prompts = prompts
+
+    def propose(self, incumbent, context, k, round_index):
+        assert all(isinstance(c, ContextItem) for c in context) and context
+        return [Proposal(p, "fixed", p) for p in self.prompts[:k]]
+
+
+def test_worse_candidate_is_never_accepted(tmp_path, data_dir):
+    settings = OptimizeSettings(**{**SMALL, "rounds": 1}, data_dir=str(data_dir))
+    bad = ["Reply with the single word banana, whatever the review says.",
+           "Always answer negative, never anything else."]
+    opt = Optimizer(settings, tmp_path / "run", proposer=ListProposer(bad))
+    result = asyncio.run(opt.run())
+    assert result.best_prompt == result.seed_prompt
+    assert result.rounds[0].accepted is False
+    scored = [c for c in result.rounds[0].candidates if c["minibatch"] is not None]
+    assert scored and all(c["minibatch"] <= result.rounds[0].incumbent_minibatch for c in scored)
+
+
+def test_call_budget_stops_before_being_exceeded(tmp_path, data_dir):
+    settings = OptimizeSettings(**{**SMALL, "rounds": 3}, data_dir=str(data_dir), max_calls=40)
+    result = asyncio.run(Optimizer(settings, tmp_path / "run").run())
+    assert result.stop_reason.startswith("budget (call budget")
+    assert result.calls <= 40
+    assert CallCache(tmp_path / "run" / "calls.sqlite").totals("embedded:SmolLM2-135M-Instruct")[0] == result.calls
+
+
+def test_resume_after_kill_is_identical_and_pays_nothing_twice(tmp_path, data_dir, finished_run):
+    reference_dir, reference = finished_run
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "dlmpo", "optimize", *CLI_SMALL, "--data-dir", str(data_dir), "--out", str(out),
+           "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+    deadline = time.time() + 300
+    while time.time() < deadline:  # kill in the middle of round 1, after some candidates exist
+        if (out / "events.jsonl").is_file() and '"type": "candidate"' in (out / "events.jsonl").read_text():
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "result.json").exists(), "the run was meant to be interrupted"
+    model_id = "embedded:SmolLM2-135M-Instruct"
+    paid_before = CallCache(out / "calls.sqlite").totals(model_id)[0]
+    assert paid_before > 0
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    resumed = json.loads(done.stdout.strip().splitlines()[-1])
+    assert resumed["best_prompt"] == reference.best_prompt
+    assert resumed["val"] == reference.val and resumed["test"] == reference.test
+    paid_after_resume = resumed["usage"]["this_process"]["calls"]
+    assert resumed["usage"]["this_process"]["cache_hits"] >= paid_before
+    assert paid_before + paid_after_resume == reference.calls == resumed["calls"]
+    final = OptimizeResult.load(out)
+    untimed = lambda rounds: [[{k: v for k, v in c.items() if k != "dlm_seconds"} for c in r.candidates]  # noqa: E731
+                              for r in rounds]
+    assert untimed(final.rounds) == untimed(reference.rounds)
+
+
+def test_rerun_of_a_finished_run_pays_nothing(finished_run, data_dir):
+    out, reference = finished_run
+    settings = OptimizeSettings(**SMALL, data_dir=str(data_dir))
+    again = asyncio.run(Optimizer(settings, out).run())
+    assert again.usage["this_process"]["calls"] == 0
+    assert again.best_prompt == reference.best_prompt and again.test == reference.test
+
+
+def test_changed_settings_on_an_existing_run_dir(finished_run, data_dir):
+    out, _ = finished_run
+    settings = OptimizeSettings(**{**SMALL, "candidates": 3}, data_dir=str(data_dir))
+    with pytest.raises(UserError, match="holds a run with other settings"):
+        asyncio.run(Optimizer(settings, out).run())
+
+
+def test_cli_bad_config_is_one_sentence(tmp_path):
+    (tmp_path / "bad.toml").write_text('[optimize]\nstrategy = "grow"\n')
+    proc = subprocess.run([sys.executable, "-m", "dlmpo", "optimize", "--config", str(tmp_path / "bad.toml")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and "unknown strategy 'grow'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_cli_dry_run_prints_the_estimate(data_dir):
+    proc = subprocess.run([sys.executable, "-m", "dlmpo", "optimize", *CLI_SMALL, "--data-dir", str(data_dir),
+                           "--dry-run", "--json"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    est = json.loads(proc.stdout.strip().splitlines()[-1])["estimate"]
+    # seed val 8 + test 2x8 + 2 rounds x (4 traces + 3 x 8 minibatch + 8 full val)
+    assert est["calls"] == 8 + 16 + 2 * (4 + 24 + 8)
