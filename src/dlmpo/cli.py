@@ -64,9 +64,11 @@ def eval_command(
     from dlmpo.evaluate import evaluate
     from dlmpo.lm import open_target
     from dlmpo.lm.pricing import PriceTable
+    from dlmpo.lm.spec import parse_target_spec
     from dlmpo.tasks import get_task
 
     ui = Output(json_out)
+    parse_target_spec(target)  # a bad specifier fails before any data is read
     the_task = get_task(task, data_dir)
     for note in the_task.notes:
         ui.note(note)

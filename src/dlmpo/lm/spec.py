@@ -18,6 +18,25 @@ from dlmpo.lm.pricing import PriceTable
 from dlmpo.paths import cache_dir
 
 SPEC_HELP = "embedded, hf:<repo-or-path>, openai:<model> or http(s)://host:port/v1#<model>"
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def parse_target_spec(spec: str) -> tuple[str, str]:
+    """(kind, argument) of a target specifier, or a one-sentence ModelSpecError."""
+    spec = spec.strip()
+    if spec == "embedded":
+        return "embedded", ""
+    for prefix, example in (("hf:", "hf:<repo-or-path>"), ("openai:", "openai:<model>, e.g. openai:gpt-4o-mini")):
+        if spec.startswith(prefix):
+            if not spec[len(prefix):]:
+                raise ModelSpecError(f"Model specifier '{spec}' names no model: use {example}.")
+            return prefix[:-1], spec[len(prefix):]
+    if spec.startswith(("http://", "https://")):
+        base, sep, model = spec.partition("#")
+        if not sep or not model:
+            raise ModelSpecError(f"Model specifier '{spec}' lacks the model name: write it as {base}#<model>.")
+        return "http", spec
+    raise ModelSpecError(f"Unknown model specifier '{spec}': use {SPEC_HELP}.")
 
 
 def open_target(
@@ -32,50 +51,35 @@ def open_target(
     retry: RetryPolicy | None = None,
     batch_size: int = 32,
 ) -> ChatModel:
+    kind, arg = parse_target_spec(spec)
     prices = prices or PriceTable()
-    cache = CallCache(cache_path or cache_dir() / "calls.sqlite") if use_cache else None
-    spec = spec.strip()
-    if spec == "embedded":
-        from dlmpo.embedded_weights import EMBEDDED_NAME, embedded_model_dir
+    if kind in ("embedded", "hf"):
         from dlmpo.lm.local_backend import LocalBackend
 
-        backend = LocalBackend(embedded_model_dir(), model_id=f"embedded:{EMBEDDED_NAME}", batch_size=batch_size)
-        name, local = EMBEDDED_NAME, True
-    elif spec.startswith("hf:"):
-        from dlmpo.lm.local_backend import LocalBackend
+        if kind == "embedded":
+            from dlmpo.embedded_weights import EMBEDDED_NAME, embedded_model_dir
 
-        path = spec[3:]
-        if not path:
-            raise ModelSpecError(f"Model specifier '{spec}' names no model: use hf:<repo-or-path>.")
-        backend = LocalBackend(path, batch_size=batch_size)
-        name, local = path, True
-    elif spec.startswith("openai:"):
-        from dlmpo.lm.http_backend import OpenAICompatibleBackend
-
-        model = spec[len("openai:"):]
-        key = os.environ.get("OPENAI_API_KEY")
-        if not model:
-            raise ModelSpecError(f"Model specifier '{spec}' names no model: use openai:<model>, e.g. openai:gpt-4o-mini.")
-        if not key:
-            raise ModelSpecError(f"Target '{spec}' needs an API key: set OPENAI_API_KEY.")
-        base = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
-        backend = OpenAICompatibleBackend(base, model, api_key=key)
-        name, local = model, False
-    elif spec.startswith(("http://", "https://")):
-        from dlmpo.lm.http_backend import OpenAICompatibleBackend
-
-        base, sep, model = spec.partition("#")
-        if not sep or not model:
-            raise ModelSpecError(
-                f"Model specifier '{spec}' lacks the model name: write it as {base}#<model>."
-            )
-        backend = OpenAICompatibleBackend(base, model, api_key=os.environ.get("OPENAI_API_KEY"))
-        host = base.split("//", 1)[1].split("/", 1)[0].split(":")[0]
-        name, local = model, host in ("127.0.0.1", "localhost", "::1", "[::1]")
+            backend = LocalBackend(embedded_model_dir(), model_id=f"embedded:{EMBEDDED_NAME}", batch_size=batch_size)
+            name = EMBEDDED_NAME
+        else:
+            backend = LocalBackend(arg, batch_size=batch_size)
+            name = arg
+        local = True
     else:
-        raise ModelSpecError(f"Unknown model specifier '{spec}': use {SPEC_HELP}.")
-    return ChatModel(
-        backend, name=name, price=prices.price(name, local=False) or (prices.price(name, local=True) if local else None),
-        cache=cache,
-        concurrency=concurrency, rpm=rpm, tpm=tpm, retry=retry,
-    )
+        from dlmpo.lm.http_backend import OpenAICompatibleBackend
+
+        if kind == "openai":
+            key = os.environ.get("OPENAI_API_KEY")
+            if not key:
+                raise ModelSpecError(f"Target '{spec}' needs an API key: set OPENAI_API_KEY.")
+            base, name = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1"), arg
+        else:
+            base, _, name = arg.partition("#")
+            key = os.environ.get("OPENAI_API_KEY")
+        backend = OpenAICompatibleBackend(base, name, api_key=key)
+        local = base.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[0] in LOCAL_HOSTS
+    cache = CallCache(cache_path or cache_dir() / "calls.sqlite") if use_cache else None
+    # a known list price applies even to a local server (a proxy of a paid model); otherwise local is free
+    price = prices.price(name, local=False) or (prices.price(name, local=True) if local else None)
+    return ChatModel(backend, name=name, price=price, cache=cache, concurrency=concurrency, rpm=rpm, tpm=tpm,
+                     retry=retry)

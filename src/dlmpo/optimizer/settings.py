@@ -106,4 +106,9 @@ def load_settings(config_file: str | Path | None, overrides: dict) -> OptimizeSe
         raise UserError(describe_validation_error(exc, f"Settings{f' in {config_file}' if config_file else ''}")) from None
     if settings.feedback == "judge" and not settings.judge:
         raise UserError("feedback 'judge' needs a judge model: pass --judge SPEC.")
+    from dlmpo.lm.spec import parse_target_spec
+
+    parse_target_spec(settings.target)
+    if settings.judge:
+        parse_target_spec(settings.judge)
     return settings
