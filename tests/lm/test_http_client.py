@@ -48,7 +48,7 @@ def test_price_override(tmp_path):
 def test_transient_faults_are_retried(tmp_path, fault):
     with FakeOpenAIServer(slow_seconds=1.5) as server:
         model = target(server, tmp_path)
-        model.backend.timeout = __import__("httpx").Timeout(0.5)
+        model.backend.timeout = 0.5
         server.faults = [fault, fault]
         resp = run(model.chat(req("retry me")))
         assert resp.text == "RETRY ME" and resp.error is None

@@ -1,11 +1,15 @@
-"""Any OpenAI-compatible chat-completions server (OpenAI, vLLM, SGLang, llama.cpp, Ollama)."""
+"""Any OpenAI-compatible chat-completions server (OpenAI, vLLM, SGLang, llama.cpp, Ollama).
+
+aiohttp rather than httpx: against a local server that answers at once, httpx's async pool
+served 198 requests/s at 64 concurrent requests on 2 cores, aiohttp 3,792 (benchmarks/)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
-import httpx
+import aiohttp
 
 from dlmpo.errors import FatalTargetError, TargetError
 from dlmpo.lm.types import ChatRequest, ChatResponse, ToolCall, Usage
@@ -19,22 +23,21 @@ class OpenAICompatibleBackend:
         self.model = model
         self.model_id = f"{self.base_url}#{model}"
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.timeout = httpx.Timeout(timeout, connect=10.0)
-        self._client: httpx.AsyncClient | None = None
+        self.timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _http(self) -> httpx.AsyncClient:
-        """One pooled client per event loop: pooled connections cannot outlive their loop."""
+    def _http(self) -> aiohttp.ClientSession:
+        """One pooled session per event loop: pooled connections cannot outlive their loop."""
         loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            self._client = httpx.AsyncClient(
-                base_url=self.base_url,
+        if self._session is None or self._loop is not loop or self._session.closed:
+            self._session = aiohttp.ClientSession(
                 headers=self._headers,
-                timeout=self.timeout,
-                limits=httpx.Limits(max_connections=256, max_keepalive_connections=256),
+                timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=10.0),
+                connector=aiohttp.TCPConnector(limit=256),
             )
             self._loop = loop
-        return self._client
+        return self._session
 
     def _payload(self, request: ChatRequest) -> dict[str, Any]:
         payload: dict[str, Any] = {
@@ -52,44 +55,42 @@ class OpenAICompatibleBackend:
         return payload
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
+        url = f"{self.base_url}/chat/completions"
         try:
-            resp = await self._http().post("/chat/completions", json=self._payload(request))
-        except httpx.ConnectError:
-            raise TargetError(f"cannot connect to {self.base_url}", retryable=True, status=None) from None
-        except httpx.TimeoutException:
+            async with self._http().post(url, json=self._payload(request)) as resp:
+                status, body, retry_after = resp.status, await resp.read(), resp.headers.get("retry-after")
+        except aiohttp.ClientConnectorError:
+            raise TargetError(f"cannot connect to {self.base_url}", retryable=True) from None
+        except asyncio.TimeoutError:
             raise TargetError(f"request to {self.base_url} timed out", retryable=True) from None
-        except httpx.HTTPError as exc:
-            raise TargetError(f"HTTP error talking to {self.base_url}: {exc}", retryable=True) from None
-        if resp.status_code in (401, 403):
+        except aiohttp.ClientError as exc:
+            raise TargetError(f"HTTP error talking to {self.base_url}: {type(exc).__name__}", retryable=True) from None
+        if status in (401, 403):
             raise FatalTargetError(
-                f"The server at {self.base_url} refused the API key (HTTP {resp.status_code}): "
-                "check OPENAI_API_KEY."
+                f"The server at {self.base_url} refused the API key (HTTP {status}): check OPENAI_API_KEY."
             )
-        if resp.status_code == 404:
+        if status == 404:
             raise FatalTargetError(
                 f"The server at {self.base_url} has no chat endpoint or no model '{self.model}' (HTTP 404)."
             )
-        if resp.status_code == 429 or resp.status_code >= 500 or resp.status_code == 408:
-            err = TargetError(f"HTTP {resp.status_code} from {self.base_url}", retryable=True,
-                              status=resp.status_code)
-            err.retry_after = _retry_after(resp)  # type: ignore[attr-defined]
+        if status in (408, 429) or status >= 500:
+            err = TargetError(f"HTTP {status} from {self.base_url}", retryable=True, status=status)
+            err.retry_after = _seconds(retry_after)  # type: ignore[attr-defined]
             raise err
-        if resp.status_code >= 400:
-            raise TargetError(f"HTTP {resp.status_code}: {resp.text[:200]}", retryable=False,
-                              status=resp.status_code)
+        if status >= 400:
+            raise TargetError(f"HTTP {status}: {body[:200].decode(errors='replace')}", retryable=False, status=status)
         try:
-            return _parse(resp.json())
+            return _parse(json.loads(body))
         except (ValueError, KeyError, IndexError, TypeError):
             raise TargetError(f"malformed response from {self.base_url}", retryable=True) from None
 
     async def aclose(self) -> None:
-        if self._client is not None and self._loop is asyncio.get_running_loop():
-            await self._client.aclose()
-        self._client = None
+        if self._session is not None and self._loop is asyncio.get_running_loop():
+            await self._session.close()
+        self._session = None
 
 
-def _retry_after(resp: httpx.Response) -> float | None:
-    value = resp.headers.get("retry-after")
+def _seconds(value: str | None) -> float | None:
     try:
         return float(value) if value is not None else None
     except ValueError:
@@ -114,4 +115,3 @@ def _parse(data: dict[str, Any]) -> ChatResponse:
         usage=Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))),
         tool_calls=calls,
     )
-

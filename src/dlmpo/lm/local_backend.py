@@ -65,26 +65,32 @@ class LocalBackend:
         assert self._queue is not None
         while True:
             first = await self._queue.get()
-            await asyncio.sleep(0)  # let concurrent submitters enqueue before the batch closes
-            batch = [first]
-            while len(batch) < self.batch_size and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            await asyncio.sleep(0)  # let concurrent submitters enqueue before the batches close
+            waiting = [first]
+            while len(waiting) < 8 * self.batch_size and not self._queue.empty():
+                waiting.append(self._queue.get_nowait())
             groups: dict[tuple, list[_Pending]] = {}
-            for item in batch:
+            for item in waiting:
                 r = item.request
                 groups.setdefault((r.temperature, r.max_tokens, r.top_p, tuple(r.stop or ()), r.sample_index),
                                   []).append(item)
             for items in groups.values():
-                try:
-                    results = await asyncio.to_thread(self._generate, [i.request for i in items])
-                except Exception as exc:  # surface to each caller as a retryable failure
-                    for item in items:
-                        if not item.future.done():
-                            item.future.set_exception(TargetError(f"local generation failed: {exc}", retryable=True))
-                    continue
-                for item, result in zip(items, results):
-                    if not item.future.done():
-                        item.future.set_result(result)
+                # similar lengths share a batch: less padding to compute
+                items.sort(key=lambda i: sum(len(str(m.get("content", ""))) for m in i.request.messages))
+                for start in range(0, len(items), self.batch_size):
+                    await self._serve(items[start:start + self.batch_size])
+
+    async def _serve(self, items: list[_Pending]) -> None:
+        try:
+            results = await asyncio.to_thread(self._generate, [i.request for i in items])
+        except Exception as exc:  # surface to each caller as a retryable failure
+            for item in items:
+                if not item.future.done():
+                    item.future.set_exception(TargetError(f"local generation failed: {exc}", retryable=True))
+            return
+        for item, result in zip(items, results):
+            if not item.future.done():
+                item.future.set_result(result)
 
     def _generate(self, requests: list[ChatRequest]) -> list[ChatResponse]:
         import torch
