@@ -36,6 +36,7 @@ def smollm2_bidirectional(device: torch.device) -> NativeDLM:
     cfg = TransformerConfig.from_hf(json.loads((folder / "config.json").read_text()))
     tok = AutoTokenizer.from_pretrained(str(folder))
     tok.add_special_tokens({"additional_special_tokens": ["<|mask|>"]})
+    tok.mask_token = "<|mask|>"
     state = load_file(str(folder / "model.safetensors"))
     emb = state["model.embed_tokens.weight"]
     state["model.embed_tokens.weight"] = torch.cat([emb, emb.mean(0, keepdim=True)])
