@@ -1,9 +1,9 @@
 """Issue 3 benchmark: forward passes (NFE) and wall time per infilled token for one-token-per-step
 decoding, confidence-threshold parallel decoding and context K/V reuse.
 
-Models: `tiny-random:dream`, and SmolLM2-135M's weights in our bidirectional module with a fresh
-mask token ("smollm2-bidir": a DLM-shaped model of real size and real, peaked output
-distributions; it is NOT trained as a DLM, so only speed and NFE are meaningful, not text).
+Models: `tiny-random:dream`, and `smollm2:base` (SmolLM2-135M's weights in our bidirectional
+module with a fresh mask token: a DLM of real size and real output distributions, NOT trained as
+a DLM, so only speed and NFE are meaningful, not the text).
 Quality proxy: the fraction of infilled tokens equal to the one-per-step output.
 
     python benchmarks/dlm_sampler.py [--context 512] [--span 32] [--device cpu]"""
@@ -20,32 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import report  # noqa: E402
 
 from dlmpo.dlm import Sampler, SamplerConfig, load_dlm  # noqa: E402
-from dlmpo.dlm.base import NativeDLM, pick_device, pick_dtype  # noqa: E402
-from dlmpo.dlm.modeling import BidirectionalLM, TransformerConfig  # noqa: E402
-
-
-def smollm2_bidirectional(device: torch.device) -> NativeDLM:
-    from safetensors.torch import load_file
-    from transformers import AutoTokenizer
-
-    from dlmpo.embedded_weights import embedded_model_dir
-
-    folder = embedded_model_dir()
-    import json
-
-    cfg = TransformerConfig.from_hf(json.loads((folder / "config.json").read_text()))
-    tok = AutoTokenizer.from_pretrained(str(folder))
-    tok.add_special_tokens({"additional_special_tokens": ["<|mask|>"]})
-    tok.mask_token = "<|mask|>"
-    state = load_file(str(folder / "model.safetensors"))
-    emb = state["model.embed_tokens.weight"]
-    state["model.embed_tokens.weight"] = torch.cat([emb, emb.mean(0, keepdim=True)])
-    cfg.vocab_size = emb.shape[0] + 1
-    model = BidirectionalLM(cfg)
-    model.load_state_dict(state, strict=False)
-    model = model.to(pick_dtype(device))
-    return NativeDLM(model, tok, name="smollm2-bidir", family="dream", mask_token_id=tok.mask_token_id, shift=True,
-                     max_length=8192, device=device)
+from dlmpo.dlm.base import pick_device  # noqa: E402
 
 
 def canvas(model, context_tokens: int, span: int) -> torch.Tensor:
@@ -98,7 +73,7 @@ def main():
     args = ap.parse_args()
     device = pick_device(args.device)
     rows = run(load_dlm("tiny-random:dream", str(device)), "tiny-random:dream", args.context, args.span, args.repeats)
-    rows += run(smollm2_bidirectional(device), "smollm2-bidir (135M)", args.context, args.span, args.repeats)
+    rows += run(load_dlm("smollm2:base", str(device)), "smollm2:base (135M)", args.context, args.span, args.repeats)
     report(f"dlm_sampler_{device.type}_ctx{args.context}", rows)
 
 

@@ -329,6 +329,53 @@ def report_command(
     ui.emit_json({k: str(v) for k, v in paths.items()} | {"val": result.val, "test": result.test})
 
 
+@app.command("train")
+def train_command(
+    dlm: str = typer.Option(..., help="Base DLM specifier (dream:, llada:, mlm:, tiny-random:)."),
+    data: Path = typer.Option(..., help="JSONL chat examples: {messages: [...]} or {system?, user, assistant}."),
+    out: Path = typer.Option(..., help="Output directory (re-run to resume)."),
+    eval_data: Optional[Path] = typer.Option(None, help="Held-out JSONL for loss and masked-token accuracy."),
+    masking: str = typer.Option("joint", help="joint (prompt and response) or response (conventional SFT)."),
+    full: bool = typer.Option(False, "--full", help="Full fine-tuning instead of LoRA."),
+    lora_rank: int = typer.Option(16, help="LoRA rank."),
+    steps: int = typer.Option(200, help="Optimizer steps."),
+    batch_size: int = typer.Option(8, help="Sequences per step."),
+    lr: float = typer.Option(2e-4, help="Learning rate."),
+    max_length: int = typer.Option(512, help="Tokens per sequence."),
+    eval_every: int = typer.Option(50, help="Evaluate every N steps."),
+    save_every: int = typer.Option(100, help="Checkpoint every N steps."),
+    eval_on: str = typer.Option("prompt", help="Held-out metric on prompt, response or all tokens."),
+    seed: int = typer.Option(0, help="Random seed."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, ..."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Fine-tune a DLM to infill prompts (full-sequence joint masking) or responses."""
+    from dlmpo.train import Trainer, TrainConfig
+
+    ui = Output(json_out)
+    cfg = TrainConfig(dlm=dlm, data=str(data), out=str(out), eval_data=str(eval_data) if eval_data else None,
+                      masking=masking, lora=not full, lora_rank=lora_rank, lora_alpha=2 * lora_rank, steps=steps,
+                      batch_size=batch_size, lr=lr, max_length=max_length, eval_every=eval_every,
+                      save_every=save_every, eval_on=eval_on, seed=seed, device=device)
+
+    def show(e):
+        if e["type"] == "eval":
+            ui.print(f"step {e['step']}: held-out {eval_on} tokens loss {e['loss']:.4f}, accuracy {e['accuracy']:.4f}")
+        elif e["type"] == "resume":
+            ui.print(f"resuming at step {e['step']}")
+
+    trainer = Trainer(cfg, on_log=show)
+    with ui.progress() as progress:
+        bar = progress.add_task(f"train {masking}", total=steps, status="")
+
+        def tick(step, total, last):
+            progress.update(bar, completed=step, status=f"loss {last['loss']:.3f} acc {last['masked_acc']:.3f}")
+
+        summary = trainer.run(progress=tick)
+    ui.print(f"done: {summary['steps']} steps in {summary['seconds']}s, weights {summary['weights_mb']} MB in {out}")
+    ui.emit_json(summary)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Click handles usage errors itself (exit 2); our own user errors get one line and exit 2."""
     command = typer.main.get_command(app)

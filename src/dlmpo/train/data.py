@@ -1,0 +1,71 @@
+"""Chat examples for DLM fine-tuning, tokenized with the DLM's chat template, with each token
+marked as prompt (system + user turns) or response (the assistant turn)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from dlmpo.errors import DataError
+
+
+@dataclass
+class Encoded:
+    input_ids: list[int]
+    is_response: list[bool]
+
+
+def read_chat_jsonl(path: str | Path) -> list[list[dict]]:
+    """Rows are {"messages": [{role, content}, ...]} or {"system"?, "user", "assistant"}."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"Training data file {path} does not exist.")
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            raise DataError(f"{path}, line {n}: not valid JSON.") from None
+        if isinstance(obj, dict) and isinstance(obj.get("messages"), list):
+            messages = obj["messages"]
+        elif isinstance(obj, dict) and "user" in obj and "assistant" in obj:
+            messages = ([{"role": "system", "content": obj["system"]}] if obj.get("system") else []) + [
+                {"role": "user", "content": obj["user"]}, {"role": "assistant", "content": obj["assistant"]}]
+        else:
+            raise DataError(f"{path}, line {n}: expected {{\"messages\": [...]}} or {{\"user\", \"assistant\"}}.")
+        if not messages or messages[-1].get("role") != "assistant":
+            raise DataError(f"{path}, line {n}: the last message must be the assistant's.")
+        rows.append(messages)
+    if not rows:
+        raise DataError(f"{path} holds no examples.")
+    return rows
+
+
+def encode(tokenizer, messages: list[dict], max_length: int, eos_id: int | None) -> Encoded:
+    prompt_text = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
+    prompt = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+    response = tokenizer(messages[-1]["content"], add_special_tokens=False)["input_ids"]
+    if eos_id is not None:
+        response = response + [eos_id]
+    ids = (prompt + response)[:max_length]
+    flags = ([False] * len(prompt) + [True] * len(response))[:max_length]
+    return Encoded(ids, flags)
+
+
+def collate(batch: list[Encoded], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """input_ids, is_response, is_real (padding excluded), all (B, L)."""
+    width = max(len(e.input_ids) for e in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    resp = torch.zeros((len(batch), width), dtype=torch.bool)
+    real = torch.zeros((len(batch), width), dtype=torch.bool)
+    for i, e in enumerate(batch):
+        n = len(e.input_ids)
+        ids[i, :n] = torch.tensor(e.input_ids)
+        resp[i, :n] = torch.tensor(e.is_response)
+        real[i, :n] = True
+    return ids, resp, real
