@@ -160,6 +160,7 @@ def infill_command(
     candidates: int = typer.Option(1, min=1, help="Candidates sampled in one batch."),
     seed: int = typer.Option(0, help="Random seed."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available)."),
+    adapter: Optional[Path] = typer.Option(None, help="Output directory of `dlmpo train` to apply to --dlm."),
     json_out: bool = JSON_OPT,
 ) -> None:
     """Fill the masked spans of a text with a diffusion language model."""
@@ -181,6 +182,10 @@ def infill_command(
         instruction = EXAMPLES_INSTRUCTION
     start = time.perf_counter()
     model = load_dlm(dlm, device)
+    if adapter is not None:
+        from dlmpo.train import load_trained
+
+        load_trained(model, adapter)
     result = infill(model, text, context=items, instruction=instruction, n_candidates=candidates, sampler=cfg)
     seconds = time.perf_counter() - start
     for note in result.notes:

@@ -94,3 +94,8 @@ def test_cli_train_json(data, tmp_path):
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["steps"] == 2 and out["eval_after"]["tokens"] > 0
+    proc = subprocess.run([sys.executable, "-m", "dlmpo", "infill", "--dlm", "tiny-random:mlm", "--adapter",
+                           str(tmp_path / "cli"), "--text", "Classify. [MASK:4]", "--steps", "2", "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["candidates"][0]["nfe"] <= 2
