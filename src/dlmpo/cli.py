@@ -204,8 +204,6 @@ def infill_command(
 def _event_printer(ui: Output):
     from rich.markup import escape
 
-    state = {"best_val": None, "round": 0}
-
     def show(e: dict) -> None:
         kind = e["type"]
         if kind == "run_start":
@@ -355,7 +353,7 @@ def train_command(
     json_out: bool = JSON_OPT,
 ) -> None:
     """Fine-tune a DLM to infill prompts (full-sequence joint masking) or responses."""
-    from dlmpo.train import Trainer, TrainConfig
+    from dlmpo.train import TrainConfig, Trainer
 
     ui = Output(json_out)
     cfg = TrainConfig(dlm=dlm, data=str(data), out=str(out), eval_data=str(eval_data) if eval_data else None,

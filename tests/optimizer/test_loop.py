@@ -14,7 +14,7 @@ import dlmpo
 from dlmpo.dlm import ContextItem
 from dlmpo.errors import UserError
 from dlmpo.lm.cache import CallCache
-from dlmpo.optimizer import OptimizeResult, Optimizer, OptimizeSettings
+from dlmpo.optimizer import Optimizer, OptimizeResult, OptimizeSettings
 from dlmpo.optimizer.proposers import Proposal
 
 SMALL = dict(task="sst2", target="embedded", dlm="tiny-random:dream", rounds=2, candidates=2, train_size=6,

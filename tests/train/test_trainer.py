@@ -7,7 +7,7 @@ import torch
 
 from dlmpo.dlm import load_dlm
 from dlmpo.errors import DataError, UserError
-from dlmpo.train import Trainer, TrainConfig, evaluate_masked, load_trained
+from dlmpo.train import TrainConfig, Trainer, evaluate_masked, load_trained
 from dlmpo.train.data import encode, read_chat_jsonl
 from dlmpo.train.objective import apply_masks, maskable
 

@@ -161,7 +161,6 @@ class Sampler:
         if bool((counts != counts[0]).any()):
             raise UserError("Every candidate in a batch must hold the same number of masks.")
         n_masks = int(counts[0])
-        b = x.shape[0]
         # per row, the masked positions in order; blocks are consecutive chunks of them
         positions = torch.stack([row.nonzero().squeeze(1) for row in is_mask])  # (B, n)
         block = cfg.block_length or n_masks

@@ -107,8 +107,10 @@ ins{{background:#d4f8d4;text-decoration:none}}del{{background:#f8d4d4}}</style><
 <p>Target <code>{esc(result.target)}</code>, DLM <code>{esc(result.dlm)}</code>, {len(result.rounds)} round(s),
 stopped by: {esc(result.stop_reason)}. {result.calls} target calls, ${result.usage.get('cost_usd', 0):.4f}, {result.seconds:.1f}s.</p>
 <table><tr><th></th><th>seed</th><th>best</th><th>gain</th></tr>
-<tr><td>val</td><td>{result.val['seed']:.4f}</td><td>{result.val['best']:.4f}</td><td>{result.val['best'] - result.val['seed']:+.4f}</td></tr>
-<tr><td>test (held out)</td><td>{result.test['seed']:.4f}</td><td>{result.test['best']:.4f}</td><td>{result.test['best'] - result.test['seed']:+.4f}</td></tr></table>
+<tr><td>val</td><td>{result.val['seed']:.4f}</td><td>{result.val['best']:.4f}</td>
+<td>{result.val['best'] - result.val['seed']:+.4f}</td></tr>
+<tr><td>test (held out)</td><td>{result.test['seed']:.4f}</td><td>{result.test['best']:.4f}</td>
+<td>{result.test['best'] - result.test['seed']:+.4f}</td></tr></table>
 <img alt="score per round" src="data:image/png;base64,{img}">
 <h2>Best prompt, changes from the seed</h2><pre>{diff_html(result.seed_prompt, result.best_prompt)}</pre>
 <h2>Candidates</h2><table><tr><th>round</th><th>#</th><th>strategy</th><th>minibatch</th><th>wins/losses</th>
