@@ -123,25 +123,6 @@ def eval_command(
     ui.emit_json(summary)
 
 
-def _read_jsonl(path: Path, what: str) -> list[dict]:
-    import json
-
-    if not path.is_file():
-        raise UserError(f"{what} file {path} does not exist.")
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError:
-            raise UserError(f"{path}, line {n}: not valid JSON.") from None
-        if not isinstance(obj, dict):
-            raise UserError(f"{path}, line {n}: expected a JSON object.")
-        rows.append(obj)
-    return rows
-
-
 @app.command("infill")
 def infill_command(
     dlm: str = typer.Option(..., help="DLM specifier: dream:, llada:, mlm:<repo-or-path> or tiny-random:<arch>."),
@@ -168,17 +149,18 @@ def infill_command(
 
     from dlmpo.dlm import SamplerConfig, infill, load_dlm
     from dlmpo.dlm.canvas import EXAMPLES_INSTRUCTION
+    from dlmpo.jsonl import read_objects
 
     ui = Output(json_out)
     cfg = SamplerConfig(steps=steps, alg=alg, alg_temp=alg_temp, temperature=temperature, top_p=top_p,
                         top_k=top_k, block_length=block_length, threshold=threshold, kv_refresh=kv_refresh,
                         seed=seed)
     cfg.validate()
-    items = _read_jsonl(context, "Context") if context else []
+    items = [obj for _, obj in read_objects(context, "Context")] if context else []
     instruction = None
     if examples:
         items += [{"query": r.get("input", r.get("query", r.get("user"))),
-                   "output": r.get("output", r.get("assistant"))} for r in _read_jsonl(examples, "Examples")]
+                   "output": r.get("output", r.get("assistant"))} for _, r in read_objects(examples, "Examples")]
         instruction = EXAMPLES_INSTRUCTION
     start = time.perf_counter()
     model = load_dlm(dlm, device)

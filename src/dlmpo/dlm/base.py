@@ -33,6 +33,13 @@ class DiffusionLM(ABC):
     device: torch.device
     supports_kv_reuse: bool = False
 
+    def __init__(self, model, tokenizer, *, name: str, family: str, mask_token_id: int, shift: bool,
+                 max_length: int, device: torch.device):
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.name, self.family, self.mask_token_id = name, family, mask_token_id
+        self.shift, self.max_length, self.device = shift, max_length, device
+
     @abstractmethod
     def raw_logits(self, input_ids: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L) -> (B, L, V) with full bidirectional attention; only the positions in `rows`
@@ -65,13 +72,7 @@ class NativeDLM(DiffusionLM):
     """Our own bidirectional transformer: Dream and Llama-shaped DLMs, with K/V reuse."""
 
     supports_kv_reuse = True
-
-    def __init__(self, model: BidirectionalLM, tokenizer, *, name: str, family: str, mask_token_id: int,
-                 shift: bool, max_length: int, device: torch.device):
-        self.model = model.to(device).eval()
-        self.tokenizer = tokenizer
-        self.name, self.family, self.mask_token_id = name, family, mask_token_id
-        self.shift, self.max_length, self.device = shift, max_length, device
+    model: BidirectionalLM
 
     @property
     def vocab_size(self) -> int:
@@ -97,13 +98,6 @@ class NativeDLM(DiffusionLM):
 class HFMaskedDLM(DiffusionLM):
     """Any transformers model whose forward returns `.logits` over full attention: the masked-LM
     family through AutoModelForMaskedLM, and LLaDA through its remote code."""
-
-    def __init__(self, model, tokenizer, *, name: str, family: str, mask_token_id: int, shift: bool,
-                 max_length: int, device: torch.device):
-        self.model = model.to(device).eval()
-        self.tokenizer = tokenizer
-        self.name, self.family, self.mask_token_id = name, family, mask_token_id
-        self.shift, self.max_length, self.device = shift, max_length, device
 
     @property
     def vocab_size(self) -> int:

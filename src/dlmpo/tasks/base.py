@@ -41,6 +41,23 @@ class Task(Protocol):
     def metrics(self, examples: list[Example], predictions: list[str | None]) -> dict[str, float]: ...
 
 
+class TemplatedSplits:
+    """What every file-backed task shares: examples from a SplitSet, user messages from a template."""
+
+    splits: SplitSet
+    template: str
+
+    @property
+    def notes(self) -> list[str]:
+        return self.splits.notes
+
+    def examples(self, split: str) -> list[Example]:
+        return self.splits.get(split)
+
+    def user_message(self, example: Example) -> str:
+        return self.template.format(**example.inputs)
+
+
 def stable_fraction(key: str, seed: int = 0) -> float:
     """A number in [0, 1) fixed by the key alone: partitions do not depend on file order."""
     digest = hashlib.sha1(f"{seed}:{key}".encode()).digest()

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dlmpo.tasks.base import Example, Graded, SplitSet
+from dlmpo.tasks.base import Example, Graded, SplitSet, TemplatedSplits
 from dlmpo.tasks.metrics import accuracy, macro_f1
 from dlmpo.tasks.parsing import LabelParser
 
 
 @dataclass
-class ClassificationTask:
+class ClassificationTask(TemplatedSplits):
     name: str
     seed_prompt: str
     labels: list[str]
@@ -21,16 +21,6 @@ class ClassificationTask:
 
     def __post_init__(self) -> None:
         self._parser = LabelParser.build(self.labels, self.synonyms)
-
-    @property
-    def notes(self) -> list[str]:
-        return self.splits.notes
-
-    def examples(self, split: str) -> list[Example]:
-        return self.splits.get(split)
-
-    def user_message(self, example: Example) -> str:
-        return self.template.format(**example.inputs)
 
     def parse(self, output: str) -> str | None:
         return self._parser.parse(output)

@@ -16,7 +16,6 @@ template = "Ticket: {text}\\nCategory?"
 from __future__ import annotations
 
 import csv
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from dlmpo.configfile import describe_validation_error, read_config_file
 from dlmpo.errors import DataError, UserError
-from dlmpo.tasks.base import Example, Graded, SplitSet
+from dlmpo.jsonl import read_objects
+from dlmpo.tasks.base import Example, Graded, SplitSet, TemplatedSplits
 from dlmpo.tasks.classification import ClassificationTask
 from dlmpo.tasks.metrics import accuracy
 
@@ -79,17 +79,7 @@ def _read_rows(path: Path, cfg: CustomTaskConfig, split: str) -> list[Example]:
                 raise DataError(f"{path}: the header lacks the column(s) {', '.join(missing)}.")
             rows = [(n, row) for n, row in enumerate(reader, 2)]
     elif path.suffix.lower() in (".jsonl", ".json"):
-        with path.open(encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError:
-                    raise DataError(f"{path}, line {n}: not valid JSON.") from None
-                if not isinstance(obj, dict):
-                    raise DataError(f"{path}, line {n}: expected a JSON object.")
-                rows.append((n, obj))
+        rows = read_objects(path)
     else:
         raise DataError(f"{path}: custom data must be .jsonl or .csv.")
     examples = []
@@ -106,7 +96,7 @@ def _read_rows(path: Path, cfg: CustomTaskConfig, split: str) -> list[Example]:
 
 
 @dataclass
-class AnswerTask:
+class AnswerTask(TemplatedSplits):
     """Free-form answers scored by exact match, optionally after extracting with a regex."""
 
     name: str
@@ -115,16 +105,6 @@ class AnswerTask:
     splits: SplitSet
     pattern: str | None = None
     labels: list[str] | None = None
-
-    @property
-    def notes(self) -> list[str]:
-        return self.splits.notes
-
-    def examples(self, split: str) -> list[Example]:
-        return self.splits.get(split)
-
-    def user_message(self, example: Example) -> str:
-        return self.template.format(**example.inputs)
 
     def parse(self, output: str) -> str | None:
         text = output.strip()

@@ -3,13 +3,13 @@ marked as prompt (system + user turns) or response (the assistant turn)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from dlmpo.errors import DataError
+from dlmpo.jsonl import read_objects
 
 
 @dataclass
@@ -20,20 +20,11 @@ class Encoded:
 
 def read_chat_jsonl(path: str | Path) -> list[list[dict]]:
     """Rows are {"messages": [{role, content}, ...]} or {"system"?, "user", "assistant"}."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"Training data file {path} does not exist.")
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError:
-            raise DataError(f"{path}, line {n}: not valid JSON.") from None
-        if isinstance(obj, dict) and isinstance(obj.get("messages"), list):
+    for n, obj in read_objects(path, "Training data"):
+        if isinstance(obj.get("messages"), list):
             messages = obj["messages"]
-        elif isinstance(obj, dict) and "user" in obj and "assistant" in obj:
+        elif "user" in obj and "assistant" in obj:
             messages = ([{"role": "system", "content": obj["system"]}] if obj.get("system") else []) + [
                 {"role": "user", "content": obj["user"]}, {"role": "assistant", "content": obj["assistant"]}]
         else:
