@@ -1,4 +1,3 @@
-import os
 from pathlib import Path
 
 import pytest
@@ -27,10 +26,3 @@ def data_dir() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
-
-
-@pytest.fixture(autouse=True)
-def _isolated_call_cache(tmp_path_factory, monkeypatch):
-    """Every test gets its own call cache, but converted models are shared across tests."""
-    monkeypatch.setenv("DLMPO_CACHE_DIR", os.environ.get("DLMPO_TEST_MODEL_CACHE", str(Path.home() / ".cache" / "dlmpo")))
-    yield
