@@ -227,6 +227,8 @@ def optimize_command(
     task: Optional[str] = typer.Option(None, help="Built-in task or task config file [default: sst2]."),
     target: Optional[str] = typer.Option(None, help="Target model specifier [default: embedded]."),
     dlm: Optional[str] = typer.Option(None, help="DLM specifier [default: mlm:dllm-hub/ModernBERT-base-chat-v0.1]."),
+    proposer: Optional[str] = typer.Option(None, help="dlm, or ar (an autoregressive chat model writes the blanks) [default: dlm]."),
+    optimizer_model: Optional[str] = typer.Option(None, help="Chat-model specifier of the ar proposer [default: embedded]."),
     rounds: Optional[int] = typer.Option(None, help="Optimization rounds [default: 5]."),
     candidates: Optional[int] = typer.Option(None, help="Candidate prompts per round [default: 4]."),
     steps: Optional[int] = typer.Option(None, help="DLM denoising steps [default: 64]."),
@@ -265,7 +267,8 @@ def optimize_command(
 
     ui = Output(json_out)
     overrides = dict(
-        task=task, target=target, dlm=dlm, rounds=rounds, candidates=candidates, steps=steps,
+        task=task, target=target, dlm=dlm, proposer=proposer, optimizer_model=optimizer_model, rounds=rounds,
+        candidates=candidates, steps=steps,
         mask_tokens=mask_tokens, strategy=strategy, feedback=feedback, judge=judge, human_notes=human_notes,
         alg=alg, temperature=temperature, threshold=threshold, kv_refresh=kv_refresh, train_size=train_size,
         val_size=val_size, test_size=test_size, batch_size=batch_size, val_batch=val_batch, patience=patience,

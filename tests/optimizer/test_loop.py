@@ -75,7 +75,7 @@ class ListProposer:
     def __init__(self, prompts):
         self.prompts = prompts
 
-    def propose(self, incumbent, context, k, round_index):
+    async def propose(self, incumbent, context, k, round_index):
         assert all(isinstance(c, ContextItem) for c in context) and context
         return [Proposal(p, "fixed", p) for p in self.prompts[:k]]
 
@@ -162,3 +162,30 @@ def test_cli_dry_run_prints_the_estimate(data_dir):
     est = json.loads(proc.stdout.strip().splitlines()[-1])["estimate"]
     # seed val 8 + test 2x8 + 2 rounds x (4 traces + 3 x 8 minibatch + 8 full val)
     assert est["calls"] == 8 + 16 + 2 * (4 + 24 + 8)
+
+
+def test_ar_proposer_runs_the_same_loop(tmp_path, data_dir):
+    """The AR baseline: SmolLM2 writes the blanks; same loop, selection and budget."""
+    settings = OptimizeSettings(**{**SMALL, "rounds": 1, "mask_tokens": 24}, data_dir=str(data_dir), proposer="ar",
+                                optimizer_model="embedded")
+    result = asyncio.run(Optimizer(settings, tmp_path / "ar").run())
+    (round1,) = result.rounds
+    assert len(round1.candidates) == 2 and result.dlm == "ar:embedded"
+    for c in round1.candidates:
+        assert "[MASK:" not in c["prompt"] and c["prompt"].startswith(result.seed_prompt)
+        assert "[MASK:24]" in c["masked"]
+    # the writer shares the target's model and cache: its calls are in the spend once
+    writer_calls = 2
+    assert result.calls == result.usage["this_process"]["calls"]
+    assert result.calls >= writer_calls + 8 + 8 + 4 + 8
+
+
+def test_blank_parsing():
+    from dlmpo.optimizer.ar_proposer import parse_blanks, render_blanks
+
+    text, sizes = render_blanks("Intro [MASK:8] middle [MASK:4] end")
+    assert text == "Intro [BLANK 1] middle [BLANK 2] end" and sizes == [8, 4]
+    assert parse_blanks("BLANK 1: Be strict.\nBLANK 2: Watch sarcasm.", 2) == ["Be strict.", "Watch sarcasm."]
+    assert parse_blanks("Just answer with one word.", 1) == ["Just answer with one word."]
+    assert parse_blanks("BLANK 2: only the second", 2) == ["", "only the second"]
+    assert parse_blanks("Be brief. [BLANK 1] [BLANK +]", 1) == ["Be brief."]

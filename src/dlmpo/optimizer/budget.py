@@ -32,7 +32,8 @@ class Budget:
     def spend(self) -> Spend:
         calls = pt = ct = 0
         cost = 0.0
-        for m in self.models:
+        unique = {m.backend.model_id: m for m in self.models}  # one model in two roles is paid once
+        for m in unique.values():
             assert m.cache is not None, "a budgeted model needs its run cache"
             c, p, o = m.cache.totals(m.backend.model_id)
             calls, pt, ct = calls + c, pt + p, ct + o

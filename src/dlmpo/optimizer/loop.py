@@ -64,6 +64,7 @@ class Optimizer:
         if not self.train_pool or not self.val_pool or not self.test_set:
             raise UserError(f"Task '{self.task.name}' needs train, val and test examples.")
         self.guard = PromptGuard(settings.max_prompt_chars, settings.copy_ngram)
+        self.writer: ChatModel | None = None  # the AR proposer's chat model, opened with the target
 
     # ---------------------------------------------------------------- set-up
 
@@ -75,6 +76,8 @@ class Optimizer:
         calls = len(self.val_pool) + 2 * len(self.test_set) + s.rounds * per_round
         if s.feedback == "judge":
             calls += s.rounds * min(s.batch_size, len(self.train_pool))
+        if s.proposer == "ar":
+            calls += s.rounds * s.candidates
         sample = [build_request(self.task, self.seed_prompt, ex, s.max_answer_tokens) for ex in self.val_pool[:20]]
         avg_prompt = sum(sum(len(m["content"]) for m in r.messages) for r in sample) / (3 * len(sample)) + 80
         return {"calls": calls, "prompt_tokens": int(calls * avg_prompt),
@@ -86,6 +89,9 @@ class Optimizer:
         kw = dict(cache_path=self.run_dir.calls_db, concurrency=s.concurrency, rpm=s.rpm, tpm=s.tpm, prices=prices)
         target = open_target(s.target, **kw)
         judge = open_target(s.judge, **kw) if s.feedback == "judge" and s.judge else None
+        self.writer = None
+        if s.proposer == "ar":  # the same model as the target is opened once and shared
+            self.writer = target if s.optimizer_model == s.target else open_target(s.optimizer_model, **kw)
         return target, judge
 
     def _feedback(self, judge: ChatModel | None) -> FeedbackSource:
@@ -100,6 +106,12 @@ class Optimizer:
         if self._proposer is not None:
             return self._proposer
         s = self.s
+        if s.proposer == "ar":
+            from dlmpo.optimizer.ar_proposer import ARProposer
+
+            assert self.writer is not None
+            return ARProposer(self.writer, strategy=s.strategy, mask_tokens=s.mask_tokens, span_ratio=s.span_ratio,
+                              span_length=s.span_length, seed=s.seed, temperature=s.temperature)
         sampler = SamplerConfig(steps=s.steps, alg=s.alg, alg_temp=s.alg_temp, temperature=s.temperature,
                                 top_p=s.top_p, top_k=s.top_k, block_length=s.block_length, threshold=s.threshold,
                                 kv_refresh=s.kv_refresh, seed=s.seed)
@@ -121,8 +133,9 @@ class Optimizer:
         done_rounds = {e["round"]: e for e in self.run_dir.events() if e.get("type") == "round_end"}
         target, judge = self._open_models()
         self.target = target
-        budget = Budget([m for m in (target, judge) if m], max_calls=s.max_calls, max_cost=s.max_cost,
-                        max_tokens=s.max_tokens)
+        # every model the run pays for counts: the target, a judge, an AR optimizer model
+        budget = Budget([m for m in (target, judge, self.writer) if m], max_calls=s.max_calls,
+                        max_cost=s.max_cost, max_tokens=s.max_tokens)
         # room for the final test evaluation of the best prompt, which may have grown
         grown = "x" * min(s.max_prompt_chars, len(self.seed_prompt) + 4 * s.mask_tokens * s.rounds)
         reserve = Budget.estimate(target, [build_request(self.task, grown, ex, s.max_answer_tokens)
@@ -169,8 +182,11 @@ class Optimizer:
         usage = {**spend.to_json(), "this_process": target.accounting.to_json()}
         if judge is not None:
             usage["judge_this_process"] = judge.accounting.to_json()
+        if self.writer is not None and self.writer is not target:
+            usage["optimizer_model_this_process"] = self.writer.accounting.to_json()
         result = OptimizeResult(
-            run_dir=str(self.run_dir.path), task=self.task.name, target=s.target, dlm=s.dlm,
+            run_dir=str(self.run_dir.path), task=self.task.name, target=s.target,
+            dlm=s.dlm if s.proposer == "dlm" else f"ar:{s.optimizer_model}",
             seed_prompt=self.seed_prompt, best_prompt=incumbent,
             val={"seed": round(seed_val.score, 4), "best": round(best_val, 4)},
             test={"seed": round(seed_test.score, 4), "best": round(best_test.score, 4)},
@@ -180,8 +196,9 @@ class Optimizer:
         result.save(self.run_dir.result_file)
         self._emit({"type": "run_end", **result.summary()})
         await target.aclose()
-        if judge is not None:
-            await judge.aclose()
+        for extra in (judge, self.writer):
+            if extra is not None and extra is not target:
+                await extra.aclose()
         return result
 
     async def _eval(self, target: ChatModel, budget: Budget | None, prompt: str, examples: list[Example],
@@ -210,7 +227,7 @@ class Optimizer:
         traces = await self._eval(target, budget, incumbent, minibatch, "train", "traces", reserve, r)
         notes = await feedback.annotate(incumbent, traces.traces)
         context = select_context(traces.traces, notes, s.context_traces)
-        proposals = proposer.propose(incumbent, context, s.candidates, r)
+        proposals = await proposer.propose(incumbent, context, s.candidates, r)
         inc_mb = await self._eval(target, budget, incumbent, val_batch, "val", "incumbent", reserve, r)
         sources = [t.user for t in traces.traces]
         candidates: list[dict] = []

@@ -25,7 +25,7 @@ class Proposal:
 class Proposer(Protocol):
     name: str
 
-    def propose(self, incumbent: str, context: list[ContextItem], k: int, round_index: int) -> list[Proposal]: ...
+    async def propose(self, incumbent: str, context: list[ContextItem], k: int, round_index: int) -> list[Proposal]: ...
 
 
 class DLMProposer:
@@ -44,7 +44,7 @@ class DLMProposer:
     def _count(self, text: str) -> int:
         return len(self.model.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def propose(self, incumbent, context, k, round_index):
+    async def propose(self, incumbent, context, k, round_index):
         rng = random.Random(f"{self.seed}:{round_index}:mask")
         masked = [apply_strategy(self.strategy, i, incumbent, rng, self._count, n=self.mask_tokens,
                                  ratio=self.span_ratio, span_length=self.span_length) for i in range(k)]

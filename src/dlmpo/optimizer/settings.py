@@ -21,7 +21,8 @@ class OptimizeSettings(BaseModel):
     task: str = "sst2"
     target: str = "embedded"
     dlm: str = DEFAULT_DLM
-    proposer: Literal["dlm"] = "dlm"
+    proposer: Literal["dlm", "ar"] = "dlm"
+    optimizer_model: str = Field("embedded", description="chat model that writes the blanks (proposer ar)")
     data_dir: str | None = None
     seed_prompt: str | None = None
 
@@ -109,6 +110,7 @@ def load_settings(config_file: str | Path | None, overrides: dict) -> OptimizeSe
     from dlmpo.lm.spec import parse_target_spec
 
     parse_target_spec(settings.target)
+    parse_target_spec(settings.optimizer_model)
     if settings.judge:
         parse_target_spec(settings.judge)
     return settings
