@@ -53,3 +53,26 @@ def test_human_notes_files(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"id": 1}\n')
     with pytest.raises(UserError, match="bad.jsonl, line 1"):
         HumanFeedback(str(tmp_path / "bad.jsonl"))
+
+
+def test_feedback_notes_are_logged_and_reused_on_resume(tmp_path, data_dir):
+    """A note typed by a person is not asked for again when an interrupted round is redone."""
+    from dlmpo.optimizer import Optimizer, OptimizeSettings
+    from dlmpo.runs.rundir import RunDir
+
+    class CountingFeedback(MetricFeedback):
+        calls = 0
+
+        async def annotate(self, prompt, traces):
+            CountingFeedback.calls += 1
+            return [f"typed note {i}" for i in range(len(traces))]
+
+    settings = OptimizeSettings(task="sst2", target="embedded", dlm="tiny-random:dream", rounds=1, candidates=1,
+                                train_size=4, val_size=4, test_size=4, batch_size=2, val_batch=4, steps=4,
+                                mask_tokens=4, data_dir=str(data_dir))
+    out = tmp_path / "run"
+    RunDir(out).append({"type": "feedback", "round": 1, "source": "human", "notes": ["kept", "kept too"]})
+    opt = Optimizer(settings, out)
+    opt._feedback = lambda judge: CountingFeedback()
+    asyncio.run(opt.run())
+    assert CountingFeedback.calls == 0

@@ -225,7 +225,12 @@ class Optimizer:
         val_batch = rng.sample(self.val_pool, min(s.val_batch, len(self.val_pool)))
         self._emit({"type": "round_start", "round": r})
         traces = await self._eval(target, budget, incumbent, minibatch, "train", "traces", reserve, r)
-        notes = await feedback.annotate(incumbent, traces.traces)
+        logged = [e for e in self.run_dir.events() if e.get("type") == "feedback" and e.get("round") == r]
+        if logged:  # a resumed round: notes typed or written before the interruption are reused
+            notes = logged[-1]["notes"]
+        else:
+            notes = await feedback.annotate(incumbent, traces.traces)
+            self._emit({"type": "feedback", "round": r, "source": feedback.name, "notes": notes})
         context = select_context(traces.traces, notes, s.context_traces)
         proposals = await proposer.propose(incumbent, context, s.candidates, r)
         inc_mb = await self._eval(target, budget, incumbent, val_batch, "val", "incumbent", reserve, r)
