@@ -189,3 +189,9 @@ def test_blank_parsing():
     assert parse_blanks("Just answer with one word.", 1) == ["Just answer with one word."]
     assert parse_blanks("BLANK 2: only the second", 2) == ["", "only the second"]
     assert parse_blanks("Be brief. [BLANK 1] [BLANK +]", 1) == ["Be brief."]
+
+
+def test_budget_too_small_for_the_seed_prompt_is_a_clear_error(tmp_path, data_dir):
+    settings = OptimizeSettings(**SMALL, data_dir=str(data_dir), max_calls=10)
+    with pytest.raises(UserError, match="cannot cover scoring the seed prompt"):
+        asyncio.run(Optimizer(settings, tmp_path / "run").run())

@@ -8,7 +8,7 @@ import torch
 from dlmpo.dlm import load_dlm
 from dlmpo.errors import DataError, UserError
 from dlmpo.train import TrainConfig, Trainer, evaluate_masked, load_trained
-from dlmpo.train.data import encode, read_chat_jsonl
+from dlmpo.train.data import encode, read_chat_jsonl, response_end_id
 from dlmpo.train.objective import apply_masks, maskable
 
 ROWS = [{"system": f"You classify movie reviews. Rule {i}: answer in one word.", "user": f"Review {i}: fine film",
@@ -50,7 +50,7 @@ def test_training_lowers_held_out_loss(arch, data, tmp_path):
     assert (tmp_path / "run" / "model.safetensors").is_file()
     # the weights load back onto a fresh base and reproduce the evaluation
     dlm = load_trained(load_dlm(f"tiny-random:{arch}", "cpu"), tmp_path / "run")
-    examples = [encode(dlm.tokenizer, m, 512, sorted(dlm.stop_token_ids())[0]) for m in read_chat_jsonl(data)]
+    examples = [encode(dlm.tokenizer, m, 512, response_end_id(dlm.tokenizer)) for m in read_chat_jsonl(data)]
     again = evaluate_masked(dlm, examples, on="all")
     assert again["loss"] == pytest.approx(summary["eval_after"]["loss"], rel=1e-4)
 

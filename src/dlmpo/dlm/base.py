@@ -39,6 +39,7 @@ class DiffusionLM(ABC):
         self.tokenizer = tokenizer
         self.name, self.family, self.mask_token_id = name, family, mask_token_id
         self.shift, self.max_length, self.device = shift, max_length, device
+        self._stop_ids: set[int] | None = None
 
     @abstractmethod
     def raw_logits(self, input_ids: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
@@ -56,12 +57,15 @@ class DiffusionLM(ABC):
 
     def stop_token_ids(self) -> set[int]:
         """Tokens that mean 'nothing here': unused slots that decode to them are stripped."""
+        if self._stop_ids is not None:
+            return self._stop_ids
         tok = self.tokenizer
         ids = {tok.eos_token_id, tok.pad_token_id}
         for name in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "[SEP]", "[PAD]", "</s>", "<|end_of_text|>"):
             tid = tok.convert_tokens_to_ids(name) if name in tok.get_vocab() else None
             ids.add(tid)
-        return {i for i in ids if i is not None and i != self.mask_token_id}
+        self._stop_ids = {i for i in ids if i is not None and i != self.mask_token_id}
+        return self._stop_ids
 
     @property
     def vocab_size(self) -> int:

@@ -32,10 +32,6 @@ class InfillResult:
     traces_used: int
     notes: list[str] = field(default_factory=list)
 
-    @property
-    def tokens_per_second(self) -> float:
-        return self.masks * len(self.candidates) / self.seconds if self.seconds else 0.0
-
 
 def _join(left: str, piece: str, right_first: str = "") -> str:
     """Glue a span's text to its neighbours with one space where words would otherwise touch."""

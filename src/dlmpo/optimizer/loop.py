@@ -132,7 +132,6 @@ class Optimizer:
         resuming = self.run_dir.bind_config(s.identity(), s.model_dump())
         done_rounds = {e["round"]: e for e in self.run_dir.events() if e.get("type") == "round_end"}
         target, judge = self._open_models()
-        self.target = target
         # every model the run pays for counts: the target, a judge, an AR optimizer model
         budget = Budget([m for m in (target, judge, self.writer) if m], max_calls=s.max_calls,
                         max_cost=s.max_cost, max_tokens=s.max_tokens)
@@ -144,11 +143,16 @@ class Optimizer:
         estimate["cost_usd"] = round(target.price.cost(Usage(estimate["prompt_tokens"], estimate["completion_tokens"])), 4)
         self._emit({"type": "run_start", "resume": resuming, "estimate": estimate,
                     "completed_rounds": sorted(done_rounds)})
+        try:
+            seed_val = await self._eval(target, budget, self.seed_prompt, self.val_pool, "val", "seed", reserve)
+            seed_test = await self._eval(target, budget, self.seed_prompt, self.test_set, "test", "seed", reserve)
+        except StopRun as stop:
+            await target.aclose()
+            raise UserError(f"The budget cannot cover scoring the seed prompt on val and test, {stop}: "
+                            "raise it or lower --val-size / --test-size.") from None
+        incumbent, best_val = self.seed_prompt, seed_val.score
         stop_reason = "rounds"
         try:
-            seed_val = await self._eval(target, budget, self.seed_prompt, self.val_pool, "val", "seed")
-            seed_test = await self._eval(target, budget, self.seed_prompt, self.test_set, "test", "seed")
-            incumbent, best_val = self.seed_prompt, seed_val.score
             records: list[RoundRecord] = []
             no_improve = 0
             proposer: Proposer | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from dlmpo.dlm import ContextItem, DiffusionLM, SamplerConfig, infill
@@ -19,7 +19,6 @@ class Proposal:
     masked: str
     nfe: int = 0
     seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
 
 
 class Proposer(Protocol):
@@ -60,6 +59,5 @@ class DLMProposer:
                             seed=seed)
             seconds = time.perf_counter() - start
             for i, cand in zip(members, result.candidates):
-                proposals[i] = Proposal(cand.text, masked[i][1], text, result.nfe, seconds / len(members),
-                                        result.notes)
+                proposals[i] = Proposal(cand.text, masked[i][1], text, result.nfe, seconds / len(members))
         return [p for p in proposals if p is not None]

@@ -17,7 +17,6 @@ class ClassificationTask(TemplatedSplits):
     template: str
     splits: SplitSet
     synonyms: dict[str, list[str]] = field(default_factory=dict)
-    description: str = ""
 
     def __post_init__(self) -> None:
         self._parser = LabelParser.build(self.labels, self.synonyms)

@@ -37,6 +37,11 @@ def read_chat_jsonl(path: str | Path) -> list[list[dict]]:
     return rows
 
 
+def response_end_id(tokenizer) -> int | None:
+    """The token that closes an assistant turn: EOS, or [SEP] for BERT-style tokenizers."""
+    return tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+
+
 def encode(tokenizer, messages: list[dict], max_length: int, eos_id: int | None) -> Encoded:
     prompt_text = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
     prompt = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]

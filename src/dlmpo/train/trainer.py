@@ -21,7 +21,7 @@ import torch
 from dlmpo.dlm import DiffusionLM, load_dlm
 from dlmpo.dlm.base import NativeDLM
 from dlmpo.errors import UserError
-from dlmpo.train.data import Encoded, collate, encode, read_chat_jsonl
+from dlmpo.train.data import Encoded, collate, encode, read_chat_jsonl, response_end_id
 from dlmpo.train.objective import MASKINGS, apply_masks, maskable, masked_loss
 
 NATIVE_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -166,7 +166,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         dlm = load_dlm(cfg.dlm, cfg.device)
         tok = dlm.tokenizer
-        eos = next(iter(sorted(dlm.stop_token_ids())), None)
+        eos = response_end_id(tok)
         train = [encode(tok, m, cfg.max_length, eos) for m in read_chat_jsonl(cfg.data)]
         held_out = [encode(tok, m, cfg.max_length, eos) for m in read_chat_jsonl(cfg.eval_data)] if cfg.eval_data else []
         if cfg.lora:
