@@ -42,14 +42,17 @@ def read_prompt(value: str | None, default: str) -> str:
 
 @app.command("eval")
 def eval_command(
-    task: str = typer.Option(..., help="Built-in task (sst2, sst5, mrpc, snli) or a task config file."),
+    task: str = typer.Option(..., help="Built-in task (sst2, sst5, mrpc, snli, tau-airline, tau-retail) or a task config file."),
     target: str = typer.Option("embedded", help="Target model specifier."),
     split: str = typer.Option("val", help="train, val or test."),
+    user_model: str = typer.Option("scripted", help="τ-bench user simulator: a chat-model specifier, or scripted (offline)."),
+    trials: int = typer.Option(1, min=1, help="τ-bench: episodes per task; pass^1..pass^k are reported."),
+    max_steps: int = typer.Option(30, min=1, help="τ-bench: agent actions per episode before it is cut off (scores 0)."),
     prompt: Optional[str] = typer.Option(None, help="System prompt: a file path or the text itself."),
     limit: Optional[int] = typer.Option(None, min=1, help="Evaluate only the first N examples."),
     data_dir: Optional[Path] = typer.Option(None, help="Local data directory (else DLMPO_DATA_DIR, else the hub)."),
     out: Optional[Path] = typer.Option(None, help="Write traces.jsonl and summary.json here."),
-    max_tokens: int = typer.Option(16, min=1, help="Answer length cap for the target."),
+    max_tokens: Optional[int] = typer.Option(None, min=1, help="Answer length cap for the target [default: 16; τ-bench 512]."),
     concurrency: Optional[int] = typer.Option(None, min=1, help="Concurrent target calls."),
     rpm: Optional[float] = typer.Option(None, help="Requests-per-minute limit."),
     tpm: Optional[float] = typer.Option(None, help="Tokens-per-minute limit."),
@@ -60,7 +63,7 @@ def eval_command(
     """Score a system prompt on one split of a task."""
     import json
 
-    from dlmpo.evaluate import evaluate
+    from dlmpo.evaluate import evaluate, is_episodic
     from dlmpo.lm import open_target
     from dlmpo.lm.pricing import PriceTable
     from dlmpo.lm.spec import parse_target_spec
@@ -68,7 +71,13 @@ def eval_command(
 
     ui = Output(json_out)
     parse_target_spec(target)  # a bad specifier fails before any data is read
+    if user_model != "scripted":
+        parse_target_spec(user_model)
     the_task = get_task(task, data_dir)
+    episodic = is_episodic(the_task)
+    if not episodic and (trials > 1 or user_model != "scripted"):
+        raise UserError("--trials and --user-model apply to τ-bench tasks only.")
+    max_tokens = max_tokens or getattr(the_task, "default_answer_tokens", 16)
     for note in the_task.notes:
         ui.note(note)
     examples = the_task.examples(split)[:limit] if limit else the_task.examples(split)
@@ -79,24 +88,48 @@ def eval_command(
                         prices=PriceTable.from_file(prices) if prices else None)
     if not model.price_known:
         ui.note(f"no price known for '{model.name}': its cost is counted as $0 (pass --prices).")
+    simulator = None
+    if episodic:
+        the_task.max_steps = max_steps
+        if user_model != "scripted":
+            simulator = model if user_model == target else open_target(
+                user_model, use_cache=not no_cache, concurrency=concurrency, rpm=rpm, tpm=tpm)
+        the_task.bind_user_model(simulator)
+    episodes = []
 
     async def run():
         with ui.progress() as progress:
-            bar = progress.add_task(f"eval {the_task.name}/{split}", total=len(examples), status="")
+            bar = progress.add_task(f"eval {the_task.name}/{split}", total=len(examples) * trials, status="")
             correct = 0
 
             def done(trace):
                 nonlocal correct
                 correct += trace.score > 0
-                progress.update(bar, advance=1, status=f"acc {correct / (progress.tasks[bar].completed + 1):.3f}")
+                progress.update(bar, advance=1, status=f"score {correct / (progress.tasks[bar].completed + 1):.3f}")
 
             try:
-                return await evaluate(the_task, model, system_prompt, examples, split=split,
-                                      max_tokens=max_tokens, on_done=done)
+                if not episodic:
+                    return [await evaluate(the_task, model, system_prompt, examples, split=split,
+                                           max_tokens=max_tokens, on_done=done)]
+                runs = []
+                for trial in range(trials):  # a trial is one episode per task; distinct cache entries per trial
+                    traces = await the_task.run_examples(model, system_prompt, examples, max_tokens=max_tokens,
+                                                         on_done=done, trial=trial)
+                    episodes.extend(the_task.episodes)
+                    runs.append(EvalResult(the_task.name, split, system_prompt, traces,
+                                           the_task.metrics(examples, [t.prediction for t in traces])))
+                return runs
             finally:
                 await model.aclose()
+                if simulator is not None and simulator is not model:
+                    await simulator.aclose()
 
-    result = asyncio.run(run())
+    from dlmpo.evaluate import EvalResult
+
+    runs = asyncio.run(run())
+    result = runs[0] if len(runs) == 1 else EvalResult(
+        the_task.name, split, system_prompt, [t for r in runs for t in r.traces],
+        the_task.metrics(examples * trials, [t.prediction for r in runs for t in r.traces]))
     usage = model.accounting.to_json()
     summary = {
         "task": the_task.name,
@@ -108,12 +141,30 @@ def eval_command(
         "target_failures": result.failures,
         "usage": usage,
     }
+    if episodic:
+        from dlmpo.tau.agent import pass_hat_k
+
+        by_task: dict[str, list[bool]] = {}
+        for ep in episodes:
+            by_task.setdefault(ep.task.id, []).append(ep.reward.reward == 1.0)
+        summary["pass_hat_k"] = {str(k): round(pass_hat_k(by_task, k), 4) for k in range(1, trials + 1)}
+        summary["trials"] = trials
+        if simulator is not None:
+            summary["user_usage"] = simulator.accounting.to_json()
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         result.write_traces(out / "traces.jsonl")
+        if episodic:
+            from dlmpo.tau.agent import episode_json
+
+            with (out / "episodes.jsonl").open("w", encoding="utf-8") as f:
+                for ep in episodes:
+                    f.write(json.dumps(episode_json(ep), ensure_ascii=False) + "\n")
         (out / "summary.json").write_text(json.dumps({**summary, "prompt": system_prompt}, indent=2))
     ui.print(f"[bold]{the_task.name}/{split}[/bold]  score {result.score:.4f}  n={result.n}  "
              + "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()))
+    if episodic:
+        ui.print("  ".join(f"pass^{k} {v:.4f}" for k, v in summary["pass_hat_k"].items()))
     ui.print(f"parse failures {result.parse_failures}  target failures {result.failures}  "
              f"calls {usage['calls']} (cache hits {usage['cache_hits']})  tokens {usage['total_tokens']}  "
              f"cost ${usage['cost_usd']:.4f}")
@@ -361,6 +412,65 @@ def train_command(
         summary = trainer.run(progress=tick)
     ui.print(f"done: {summary['steps']} steps in {summary['seconds']}s, weights {summary['weights_mb']} MB in {out}")
     ui.emit_json(summary)
+
+
+tau_app = typer.Typer(no_args_is_help=True, help="τ-bench tools: replay recorded episodes.")
+data_app = typer.Typer(no_args_is_help=True, help="Download benchmark data.")
+app.add_typer(tau_app, name="tau")
+app.add_typer(data_app, name="data")
+
+
+@tau_app.command("replay")
+def tau_replay_command(
+    trajectories: Path = typer.Option(..., help="Recorded episodes: a JSON list of {task_id, reward, info, traj}."),
+    domain: str = typer.Option(..., help="airline or retail."),
+    data_dir: Optional[Path] = typer.Option(None, help="Data directory holding tau/<domain> (else DLMPO_DATA_DIR, else the fetch cache)."),
+    show: int = typer.Option(3, min=0, help="Print up to this many mismatches."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Re-run recorded tool calls on a fresh database and recompute every reward."""
+    from dlmpo.tasks import resolve_data_dir
+    from dlmpo.tau.domain import load_domain
+    from dlmpo.tau.fetch import default_tau_dir
+    from dlmpo.tau.replay import replay
+
+    ui = Output(json_out)
+    loaded = load_domain(domain, resolve_data_dir(data_dir) or default_tau_dir())
+    report = replay(trajectories, loaded)
+    summary = report.summary()
+    ui.print(f"{summary['episodes']} episodes: recorded reward reproduced for {summary['reward_match']}, "
+             f"mean reward {summary['mean_reward']:.4f}")
+    ui.print(f"{summary['tool_outputs']} tool outputs: {summary['tool_output_match']} identical, "
+             f"{summary['tool_output_renamed_field_only']} differ only by the province -> state field rename")
+    shown = 0
+    for e in report.episodes:
+        if e.reward != e.recorded_reward and shown < show:
+            ui.print(f"  task {e.task_id} trial {e.trial}: recorded reward {e.recorded_reward}, replayed {e.reward}")
+            shown += 1
+        for m in e.mismatches[: max(0, show - shown)]:
+            ui.print(f"  task {e.task_id} trial {e.trial} {m['tool']}: recorded {m['recorded'][:80]!r} vs ours {m['ours'][:80]!r}")
+            shown += 1
+    ui.emit_json(summary)
+
+
+@data_app.command("fetch")
+def data_fetch_command(
+    name: str = typer.Argument(..., help="What to fetch: tau."),
+    dest: Optional[Path] = typer.Option(None, help="Data directory [default: the dlmpo cache, ~/.cache/dlmpo/data]."),
+    ref: Optional[str] = typer.Option(None, help="Upstream git commit [default: the pinned one]."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Download τ-bench (airline, retail) from upstream and convert it to dlmpo's data layout."""
+    from dlmpo.tau.fetch import PINNED_REF, fetch_tau
+
+    if name != "tau":
+        raise UserError(f"Unknown dataset '{name}': only tau can be fetched (the GLUE tasks load from the hub).")
+    ui = Output(json_out)
+    with ui.progress() as progress:
+        bar = progress.add_task("fetch tau", total=None, status="")
+        path = fetch_tau(dest, ref or PINNED_REF, on_file=lambda f: progress.update(bar, advance=1, status=f))
+    ui.print(f"τ-bench written to {path}; use --data-dir {path.parent}")
+    ui.emit_json({"path": str(path), "ref": ref or PINNED_REF})
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -62,6 +62,18 @@ class EvalResult:
                 f.write(json.dumps({"system": self.prompt, **t.to_json()}, ensure_ascii=False) + "\n")
 
 
+def is_episodic(task: Task) -> bool:
+    """Episodic tasks (τ-bench) run a whole multi-turn episode per example instead of one answer."""
+    return hasattr(task, "run_examples")
+
+
+def budget_requests(task: Task, prompt: str, example: Example, max_tokens: int) -> list[ChatRequest]:
+    """The calls one example is expected to cost, for budget checks before a batch runs."""
+    if hasattr(task, "budget_requests"):
+        return task.budget_requests(prompt, example, max_tokens)
+    return [build_request(task, prompt, example, max_tokens)]
+
+
 def build_request(task: Task, prompt: str, example: Example, max_tokens: int) -> ChatRequest:
     messages = [{"role": "user", "content": task.user_message(example)}]
     if prompt.strip():
@@ -93,6 +105,9 @@ async def evaluate(
             on_done(trace)
         return trace
 
-    traces = list(await asyncio.gather(*(one(ex) for ex in examples)))
+    if is_episodic(task):
+        traces = await task.run_examples(model, prompt, examples, max_tokens=max_tokens, on_done=on_done)
+    else:
+        traces = list(await asyncio.gather(*(one(ex) for ex in examples)))
     metrics = task.metrics(examples, [t.prediction for t in traces])
     return EvalResult(task.name, split, prompt, traces, metrics)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dlmpo.errors import ModelSpecError, TargetError
+from dlmpo.lm.tool_prompt import parse_tool_calls, render_messages
 from dlmpo.lm.types import ChatRequest, ChatResponse, Usage
 
 
@@ -48,11 +49,10 @@ class LocalBackend:
         self._gpu_lock = threading.Lock()
 
     def _render(self, request: ChatRequest) -> str:
-        return self.tokenizer.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
+        messages = render_messages(request.messages, request.tools)
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
-        if request.tools:
-            raise TargetError("local transformers backend does not do tool calling", retryable=False)
         loop = asyncio.get_running_loop()
         if self._queue is None or self._worker is None or self._worker.done():
             self._queue = asyncio.Queue()
@@ -121,8 +121,11 @@ class LocalBackend:
             for s in req.stop or ():
                 if s in text:
                     text, finish = text[: text.index(s)], "stop"
-            responses.append(ChatResponse(text=text.strip(), finish_reason=finish,
-                                          usage=Usage(int(mask.sum()), len(ids))))
+            calls: list = []
+            if req.tools:
+                text, calls = parse_tool_calls(text)
+            responses.append(ChatResponse(text=text.strip(), finish_reason="tool_calls" if calls else finish,
+                                          usage=Usage(int(mask.sum()), len(ids)), tool_calls=calls))
         return responses
 
     async def aclose(self) -> None:

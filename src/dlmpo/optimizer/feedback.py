@@ -47,15 +47,16 @@ class NoFeedback:
 class JudgeFeedback:
     name = "judge"
 
-    def __init__(self, judge: ChatModel):
+    def __init__(self, judge: ChatModel, instruction: str = JUDGE_INSTRUCTION):
         self.judge = judge
+        self.instruction = instruction
 
     async def annotate(self, prompt, traces):
         async def one(t: Trace) -> str | None:
             content = (f"System prompt:\n{prompt}\n\nUser message:\n{t.user}\n\nAssistant answer:\n{t.output}\n\n"
-                       f"Correct answer: {t.gold}\nScore: {t.score:g}")
+                       f"Correct answer: {t.gold}\nScore: {t.score:g}\nAutomatic check: {t.feedback}")
             resp = await self.judge.chat(ChatRequest(
-                messages=[{"role": "system", "content": JUDGE_INSTRUCTION}, {"role": "user", "content": content}],
+                messages=[{"role": "system", "content": self.instruction}, {"role": "user", "content": content}],
                 max_tokens=80))
             return resp.text.strip() or t.feedback if resp.error is None else t.feedback
 

@@ -15,7 +15,7 @@ from typing import Callable
 
 from dlmpo.dlm import ContextItem, SamplerConfig, load_dlm
 from dlmpo.errors import UserError
-from dlmpo.evaluate import EvalResult, Trace, build_request, evaluate
+from dlmpo.evaluate import EvalResult, Trace, budget_requests, evaluate
 from dlmpo.lm import ChatModel, Usage, open_target
 from dlmpo.lm.pricing import PriceTable
 from dlmpo.optimizer.budget import Budget, Spend
@@ -63,7 +63,10 @@ class Optimizer:
         self.test_set = test[: settings.test_size] if settings.test_size else test
         if not self.train_pool or not self.val_pool or not self.test_set:
             raise UserError(f"Task '{self.task.name}' needs train, val and test examples.")
-        self.guard = PromptGuard(settings.max_prompt_chars, settings.copy_ngram)
+        self.answer_tokens = settings.max_answer_tokens or getattr(self.task, "default_answer_tokens", 16)
+        self.prompt_chars = settings.max_prompt_chars or max(4000, int(1.5 * len(self.seed_prompt)))
+        self.guard = PromptGuard(self.prompt_chars, settings.copy_ngram)
+        self.user_model: ChatModel | None = None  # τ-bench's simulated customer, when it is a chat model
         self.writer: ChatModel | None = None  # the AR proposer's chat model, opened with the target
 
     # ---------------------------------------------------------------- set-up
@@ -78,10 +81,12 @@ class Optimizer:
             calls += s.rounds * min(s.batch_size, len(self.train_pool))
         if s.proposer == "ar":
             calls += s.rounds * s.candidates
-        sample = [build_request(self.task, self.seed_prompt, ex, s.max_answer_tokens) for ex in self.val_pool[:20]]
+        per_example = [budget_requests(self.task, self.seed_prompt, ex, self.answer_tokens) for ex in self.val_pool[:20]]
+        calls *= len(per_example[0])
+        sample = [r for rs in per_example for r in rs]
         avg_prompt = sum(sum(len(m["content"]) for m in r.messages) for r in sample) / (3 * len(sample)) + 80
         return {"calls": calls, "prompt_tokens": int(calls * avg_prompt),
-                "completion_tokens": calls * s.max_answer_tokens}
+                "completion_tokens": calls * self.answer_tokens}
 
     def _open_models(self) -> tuple[ChatModel, ChatModel | None]:
         s = self.s
@@ -90,6 +95,10 @@ class Optimizer:
         target = open_target(s.target, **kw)
         judge = open_target(s.judge, **kw) if s.feedback == "judge" and s.judge else None
         self.writer = None
+        if hasattr(self.task, "bind_user_model"):
+            self.user_model = None if s.user_model == "scripted" else (
+                target if s.user_model == s.target else open_target(s.user_model, **kw))
+            self.task.bind_user_model(self.user_model)
         if s.proposer == "ar":  # the same model as the target is opened once and shared
             self.writer = target if s.optimizer_model == s.target else open_target(s.optimizer_model, **kw)
         return target, judge
@@ -97,7 +106,9 @@ class Optimizer:
     def _feedback(self, judge: ChatModel | None) -> FeedbackSource:
         if self.s.feedback == "judge":
             assert judge is not None
-            return JudgeFeedback(judge)
+            from dlmpo.optimizer.feedback import JUDGE_INSTRUCTION
+
+            return JudgeFeedback(judge, getattr(self.task, "judge_instruction", JUDGE_INSTRUCTION))
         if self.s.feedback == "human":
             return HumanFeedback(self.s.human_notes)
         return NoFeedback() if self.s.feedback == "none" else MetricFeedback()
@@ -133,12 +144,12 @@ class Optimizer:
         done_rounds = {e["round"]: e for e in self.run_dir.events() if e.get("type") == "round_end"}
         target, judge = self._open_models()
         # every model the run pays for counts: the target, a judge, an AR optimizer model
-        budget = Budget([m for m in (target, judge, self.writer) if m], max_calls=s.max_calls,
+        budget = Budget([m for m in (target, judge, self.writer, self.user_model) if m], max_calls=s.max_calls,
                         max_cost=s.max_cost, max_tokens=s.max_tokens)
         # room for the final test evaluation of the best prompt, which may have grown
-        grown = "x" * min(s.max_prompt_chars, len(self.seed_prompt) + 4 * s.mask_tokens * s.rounds)
-        reserve = Budget.estimate(target, [build_request(self.task, grown, ex, s.max_answer_tokens)
-                                           for ex in self.test_set])
+        grown = "x" * min(self.prompt_chars, len(self.seed_prompt) + 4 * s.mask_tokens * s.rounds)
+        reserve = Budget.estimate(target, [r for ex in self.test_set
+                                           for r in budget_requests(self.task, grown, ex, self.answer_tokens)])
         estimate = self.estimate()
         estimate["cost_usd"] = round(target.price.cost(Usage(estimate["prompt_tokens"], estimate["completion_tokens"])), 4)
         self._emit({"type": "run_start", "resume": resuming, "estimate": estimate,
@@ -200,7 +211,7 @@ class Optimizer:
         result.save(self.run_dir.result_file)
         self._emit({"type": "run_end", **result.summary()})
         await target.aclose()
-        for extra in (judge, self.writer):
+        for extra in (judge, self.writer, self.user_model):
             if extra is not None and extra is not target:
                 await extra.aclose()
         return result
@@ -209,12 +220,12 @@ class Optimizer:
                     split: str, which: str, reserve: Spend | None = None, round_index: int | None = None,
                     log: bool = True) -> EvalResult:
         if budget is not None:
-            requests = [build_request(self.task, prompt, ex, self.s.max_answer_tokens) for ex in examples]
+            requests = [r for ex in examples for r in budget_requests(self.task, prompt, ex, self.answer_tokens)]
             why = budget.refusal(target, requests, reserve)
             if why:
                 raise StopRun(f"budget ({why})")
         result = await evaluate(self.task, target, prompt, examples, split=split,
-                                max_tokens=self.s.max_answer_tokens)
+                                max_tokens=self.answer_tokens)
         if log:
             self._emit({"type": "eval", "which": which, "split": split, "round": round_index, "n": result.n,
                         "score": round(result.score, 4), "metrics": result.metrics,

@@ -34,7 +34,8 @@ class OptimizeSettings(BaseModel):
     batch_size: int = Field(8, ge=1, description="train examples run per round to make traces")
     val_batch: int = Field(16, ge=1, description="val minibatch on which candidates are compared")
     context_traces: int = Field(6, ge=1, description="traces shown to the DLM per candidate")
-    max_answer_tokens: int = Field(16, ge=1)
+    max_answer_tokens: int | None = Field(None, ge=1, description="target answer cap [default: the task's, 16 for classification]")
+    user_model: str = Field("scripted", description="τ-bench user simulator: a chat-model specifier, or scripted")
 
     strategy: str = "append"
     mask_tokens: int = Field(64, ge=1)
@@ -61,7 +62,7 @@ class OptimizeSettings(BaseModel):
     max_cost: float | None = Field(None, gt=0)
     max_tokens: int | None = Field(None, ge=1)
     max_seconds: float | None = Field(None, gt=0)
-    max_prompt_chars: int = Field(4000, ge=10)
+    max_prompt_chars: int | None = Field(None, ge=10, description="[default: max(4000, 1.5 x the seed prompt)]")
     copy_ngram: int = Field(8, ge=3, description="reject prompts sharing this many consecutive words with a train input")
 
     seed: int = 0
@@ -111,6 +112,8 @@ def load_settings(config_file: str | Path | None, overrides: dict) -> OptimizeSe
 
     parse_target_spec(settings.target)
     parse_target_spec(settings.optimizer_model)
+    if settings.user_model != "scripted":
+        parse_target_spec(settings.user_model)
     if settings.judge:
         parse_target_spec(settings.judge)
     return settings

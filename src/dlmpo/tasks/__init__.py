@@ -13,8 +13,11 @@ from dlmpo.tasks.custom import load_custom
 __all__ = ["SPLITS", "Example", "Graded", "SplitSet", "Task", "get_task", "task_names"]
 
 
+TAU_NAMES = ("tau-airline", "tau-retail")
+
+
 def task_names() -> list[str]:
-    return sorted(BUILTINS)
+    return sorted(BUILTINS) + list(TAU_NAMES)
 
 
 def resolve_data_dir(data_dir: str | Path | None) -> Path | None:
@@ -31,6 +34,10 @@ def get_task(name: str, data_dir: str | Path | None = None, split_seed: int = 0)
     """`name` is a built-in task or the path of a task config file (.toml/.json/.yaml)."""
     if name in BUILTINS:
         return load_builtin(name, resolve_data_dir(data_dir), split_seed)
+    if name in TAU_NAMES:
+        from dlmpo.tau.task import load_tau_task
+
+        return load_tau_task(name, resolve_data_dir(data_dir), split_seed)
     if Path(name).suffix.lower() in (".toml", ".json", ".yaml", ".yml"):
         return load_custom(name, split_seed)
     raise UserError(

@@ -1,0 +1,102 @@
+"""τ-bench airline and retail as dlmpo tasks: an example is a scenario, its run is a whole
+episode (agent + simulated user + tools), and its score is the τ-bench reward."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Callable
+
+from dlmpo.evaluate import Trace
+from dlmpo.lm import ChatModel, ChatRequest
+from dlmpo.tasks.base import Example, Graded, SplitSet, carve
+from dlmpo.tau.agent import Episode, run_episode
+from dlmpo.tau.domain import Domain, TauTask, load_domain
+from dlmpo.tau.reward import GoldHashes
+from dlmpo.tau.traces import JUDGE_INSTRUCTION, to_trace
+from dlmpo.tau.users import LLMUser, ScriptedUser, UserSimulator
+
+TAU_TASKS = {"tau-airline": "airline", "tau-retail": "retail"}
+EXPECTED_AGENT_CALLS = 12  # per episode, for budget checks before a batch runs (GPT-4o averages ~11 on airline)
+
+
+def tau_splits(domain: Domain, seed: int = 0) -> SplitSet:
+    def rows(split: str) -> list[Example]:
+        return [Example(t.id, {"instruction": t.instruction, "user_id": t.user_id}, "") for t in domain.tasks.get(split, [])]
+
+    if "train" in domain.tasks:
+        return SplitSet.from_available({s: rows(s) for s in domain.tasks}, f"tau-{domain.name}", seed)
+    every = rows("test")
+    parts = carve(every, {"train": 0.3, "val": 0.2, "test": 0.5}, seed)
+    note = (f"tau-{domain.name}: only {len(every)} test tasks exist; carved a deterministic optimization split "
+            f"train {len(parts['train'])} / val {len(parts['val'])} and kept {len(parts['test'])} as held-out test.")
+    return SplitSet(parts["train"], parts["val"], parts["test"], [note])
+
+
+class TauBenchTask:
+    labels = None
+    default_answer_tokens = 512
+    judge_instruction = JUDGE_INSTRUCTION
+
+    def __init__(self, domain: Domain, split_seed: int = 0, max_steps: int = 30):
+        self.domain = domain
+        self.name = f"tau-{domain.name}"
+        self.seed_prompt = domain.policy
+        self.max_steps = max_steps
+        self.splits = tau_splits(domain, split_seed)
+        self._by_id = {t.id: t for tasks in domain.tasks.values() for t in tasks}
+        self._gold = GoldHashes(domain)
+        self._make_user: Callable[[], UserSimulator] = ScriptedUser
+        self.user_model: ChatModel | None = None
+        self.episodes: list[Episode] = []  # of the last run_examples call
+
+    @property
+    def notes(self) -> list[str]:
+        return self.splits.notes
+
+    def bind_user_model(self, model: ChatModel | None) -> None:
+        """None keeps the scripted user (offline, free); a chat model plays the customer."""
+        self.user_model = model
+        self._make_user = ScriptedUser if model is None else (lambda: LLMUser(model))
+
+    def examples(self, split: str) -> list[Example]:
+        return self.splits.get(split)
+
+    def scenario(self, example: Example) -> TauTask:
+        return self._by_id[example.id]
+
+    def user_message(self, example: Example) -> str:
+        return example.inputs["instruction"]
+
+    def grade(self, example: Example, output: str) -> Graded:
+        raise TypeError("τ-bench examples are scored by running whole episodes (run_examples), not one answer")
+
+    def metrics(self, examples: list[Example], predictions: list[str | None]) -> dict[str, float]:
+        n = len(predictions)
+        return {"reward": sum(p == "success" for p in predictions) / n if n else 0.0}
+
+    def budget_requests(self, prompt: str, example: Example, max_tokens: int) -> list[ChatRequest]:
+        """Stand-ins for an episode's agent calls: a budget check counts EXPECTED_AGENT_CALLS of them."""
+        messages = [{"role": "system", "content": prompt}, {"role": "user", "content": self.user_message(example)}]
+        return [ChatRequest(messages=messages, tools=self.domain.tool_schemas, max_tokens=max_tokens, sample_index=-1 - i)
+                for i in range(EXPECTED_AGENT_CALLS)]
+
+    async def run_examples(self, model: ChatModel, prompt: str, examples: list[Example], *, max_tokens: int,
+                           on_done: Callable[[Trace], None] | None = None, trial: int = 0) -> list[Trace]:
+        async def one(example: Example) -> tuple[Episode, Trace]:
+            episode = await run_episode(self.domain, self.scenario(example), model, self._make_user(), prompt,
+                                        gold=self._gold, max_steps=self.max_steps, max_tokens=max_tokens, trial=trial)
+            trace = to_trace(self.domain, episode)
+            if on_done is not None:
+                on_done(trace)
+            return episode, trace
+
+        pairs = await asyncio.gather(*(one(ex) for ex in examples))
+        self.episodes = [p[0] for p in pairs]
+        return [p[1] for p in pairs]
+
+
+def load_tau_task(name: str, data_dir: str | Path | None, split_seed: int = 0) -> TauBenchTask:
+    from dlmpo.tau.fetch import default_tau_dir
+
+    return TauBenchTask(load_domain(TAU_TASKS[name], data_dir or default_tau_dir()), split_seed)
