@@ -2,7 +2,8 @@
 
 Each request pops the next fault from `faults` (or answers normally when the list is empty):
 "429" (with Retry-After), "500", "slow" (sleeps past the client timeout), "malformed" (invalid JSON),
-"401". Normal answers echo the last user message upper-cased, with usage counted in words."""
+"401". Normal answers echo the last user message upper-cased, with usage counted in words; an
+`answer` function may return a whole assistant message (a dict, e.g. with tool_calls) instead."""
 
 from __future__ import annotations
 
@@ -45,9 +46,11 @@ class FakeOpenAIServer:
                     return self._send(401, b'{"error": "bad key"}')
                 if fault == "malformed":
                     return self._send(200, b'{"choices": [ this is not json')
-                text = server.answer(body)
+                reply = server.answer(body)
+                message = reply if isinstance(reply, dict) else {"role": "assistant", "content": reply}
+                text = message.get("content") or ""
                 payload = {
-                    "choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                    "choices": [{"message": message, "finish_reason": "tool_calls" if message.get("tool_calls") else "stop"}],
                     "usage": {"prompt_tokens": sum(len(str(m["content"]).split()) for m in body["messages"]),
                               "completion_tokens": len(text.split())},
                 }

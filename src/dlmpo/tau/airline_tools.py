@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from copy import deepcopy
-from typing import Any
 
 from dlmpo.tau.common_tools import COMMON_TOOLS
 

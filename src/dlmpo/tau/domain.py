@@ -89,23 +89,22 @@ class Domain:
         return frozenset().union(*self.mutates.values())
 
     @cached_property
-    def _shared(self) -> dict[str, Any]:
-        return {t: json.loads(text) for t, text in self._tables.items() if t not in self.mutable_tables}
-
-    def fresh_db(self) -> dict[str, Any]:
-        """An independent copy of every table a tool can change (parsing the cached text is faster
-        than deepcopy); read-only tables (airline flights, retail products) are shared."""
-        return {t: self._shared[t] if t in self._shared else json.loads(text) for t, text in self._tables.items()}
+    def pristine(self) -> dict[str, dict[str, Any]]:
+        """The initial database, parsed once. Environments share its records until they change one,
+        so these objects must never be mutated (Environment copies a record before a tool can touch it)."""
+        return {t: json.loads(text) for t, text in self._tables.items()}
 
     @cached_property
-    def pristine_digests(self) -> dict[str, str]:
-        return {t: table_digest(json.loads(text)) for t, text in self._tables.items()}
+    def pristine_digests(self) -> dict[str, dict[str, str]]:
+        """Per table, the digest of every initial record (read-only tables: of the whole table)."""
+        return {t: {k: record_digest(v) for k, v in table.items()} if t in self.mutable_tables
+                else {"*": record_digest(table)} for t, table in self.pristine.items()}
 
 
-def table_digest(table: Any) -> str:
-    """sha256 of the key-sorted JSON: two tables get the same digest exactly when upstream's
+def record_digest(value: Any) -> str:
+    """sha256 of the key-sorted JSON: two values get the same digest exactly when upstream's
     `consistent_hash(to_hashable(...))` would agree (both encodings keep 1 and 1.0 apart)."""
-    return sha256(json.dumps(table, sort_keys=True).encode("utf-8")).hexdigest()
+    return sha256(json.dumps(value, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def _read_json(path: Path) -> Any:
