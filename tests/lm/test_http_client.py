@@ -158,3 +158,17 @@ def test_call_budget_cap(tmp_path):
         with pytest.raises(BudgetExceeded):
             run(model.chat(req("c")))
         assert len(server.requests) == 2
+
+
+def test_cache_written_by_an_older_dlmpo_gains_the_usage_columns(tmp_path):
+    import sqlite3
+
+    from dlmpo.lm.cache import CallCache
+    from dlmpo.lm.types import ChatResponse, Usage
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE calls (key TEXT PRIMARY KEY, response TEXT NOT NULL)")
+    cache = CallCache(path)
+    cache.put("k", "m", ChatResponse(text="hi", usage=Usage(3, 1)))
+    assert cache.get("k").text == "hi" and cache.totals("m") == (1, 3, 1)

@@ -22,6 +22,11 @@ class CallCache:
             "CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, model TEXT, response TEXT NOT NULL, "
             "prompt_tokens INTEGER DEFAULT 0, completion_tokens INTEGER DEFAULT 0)"
         )
+        # caches written by dlmpo before usage was recorded lack these columns: add them
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
+        for column in ("model TEXT", "prompt_tokens INTEGER DEFAULT 0", "completion_tokens INTEGER DEFAULT 0"):
+            if column.split()[0] not in columns:
+                self._db.execute(f"ALTER TABLE calls ADD COLUMN {column}")
         self._db.commit()
 
     def get(self, key: str) -> ChatResponse | None:
