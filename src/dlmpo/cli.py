@@ -278,8 +278,8 @@ def optimize_command(
     task: Optional[str] = typer.Option(None, help="Built-in task or task config file [default: sst2]."),
     target: Optional[str] = typer.Option(None, help="Target model specifier [default: embedded]."),
     dlm: Optional[str] = typer.Option(None, help="DLM specifier [default: mlm:dllm-hub/ModernBERT-base-chat-v0.1]."),
-    proposer: Optional[str] = typer.Option(None, help="dlm, or ar (an autoregressive chat model writes the blanks) [default: dlm]."),
-    optimizer_model: Optional[str] = typer.Option(None, help="Chat-model specifier of the ar proposer [default: embedded]."),
+    proposer: Optional[str] = typer.Option(None, help="dlm; ar (a chat model fills the blanks); textgrad (critique, rewrite)."),
+    optimizer_model: Optional[str] = typer.Option(None, help="Chat-model specifier of the ar and textgrad proposers [default: embedded]."),
     rounds: Optional[int] = typer.Option(None, help="Optimization rounds [default: 5]."),
     candidates: Optional[int] = typer.Option(None, help="Candidate prompts per round [default: 4]."),
     steps: Optional[int] = typer.Option(None, help="DLM denoising steps [default: 64]."),
@@ -287,6 +287,7 @@ def optimize_command(
     strategy: Optional[str] = typer.Option(None, help="append, span, sentence, regrow; ',' alternates, '+' combines [default: append]."),
     feedback: Optional[str] = typer.Option(None, help="metric, judge, human or none [default: metric]."),
     judge: Optional[str] = typer.Option(None, help="Chat-model specifier of the judge (feedback judge)."),
+    user_model: Optional[str] = typer.Option(None, help="τ-bench user simulator: chat-model specifier or scripted [default: scripted]."),
     human_notes: Optional[str] = typer.Option(None, help="Notes file for feedback human (text or JSONL)."),
     alg: Optional[str] = typer.Option(None, help="DLM reveal rule [default: entropy]."),
     temperature: Optional[float] = typer.Option(None, help="DLM sampling temperature [default: 0.7]."),
@@ -320,7 +321,8 @@ def optimize_command(
     overrides = dict(
         task=task, target=target, dlm=dlm, proposer=proposer, optimizer_model=optimizer_model, rounds=rounds,
         candidates=candidates, steps=steps,
-        mask_tokens=mask_tokens, strategy=strategy, feedback=feedback, judge=judge, human_notes=human_notes,
+        mask_tokens=mask_tokens, strategy=strategy, feedback=feedback, judge=judge, user_model=user_model,
+        human_notes=human_notes,
         alg=alg, temperature=temperature, threshold=threshold, kv_refresh=kv_refresh, train_size=train_size,
         val_size=val_size, test_size=test_size, batch_size=batch_size, val_batch=val_batch, patience=patience,
         max_calls=max_calls, max_cost=max_cost, max_tokens=max_tokens, max_seconds=max_seconds,
@@ -411,6 +413,102 @@ def train_command(
 
         summary = trainer.run(progress=tick)
     ui.print(f"done: {summary['steps']} steps in {summary['seconds']}s, weights {summary['weights_mb']} MB in {out}")
+    ui.emit_json(summary)
+
+
+def _comparison_settings(config, sets, **flags):
+    """Settings shared by every run of a comparison or sweep: config file, then flags, then --set k=v."""
+    from dlmpo.optimizer import load_settings
+
+    extra = {}
+    for item in sets or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--set expects key=value, got '{item}'.")
+        extra[key.strip().replace("-", "_")] = value.strip()
+    flags = {k: (str(v) if isinstance(v, Path) else v) for k, v in flags.items()}
+    return load_settings(config, {**flags, **extra})
+
+
+SET_OPT = typer.Option(None, "--set", help="Any other optimize setting, as key=value (repeatable).")
+
+
+@app.command("compare")
+def compare_command(
+    optimizers: str = typer.Option("dlm,ar,textgrad,gepa", help="Comma-separated: dlm, ar, textgrad, gepa."),
+    seeds: int = typer.Option(3, min=1, help="Runs per optimizer (seeds 0..n-1)."),
+    task: Optional[str] = typer.Option(None, help="Task [default: sst2]."),
+    target: Optional[str] = typer.Option(None, help="Target model specifier [default: embedded]."),
+    dlm: Optional[str] = typer.Option(None, help="DLM of the dlm optimizer."),
+    optimizer_model: Optional[str] = typer.Option(None, help="Chat model of ar, textgrad and gepa (reflection)."),
+    max_calls: Optional[int] = typer.Option(None, help="The call budget every run gets (target + optimizer-model calls)."),
+    max_cost: Optional[float] = typer.Option(None, help="Dollar budget every run gets."),
+    rounds: Optional[int] = typer.Option(None, help="Rounds of dlm, ar and textgrad [default: 5]."),
+    candidates: Optional[int] = typer.Option(None, help="Candidates per round [default: 4]."),
+    train_size: Optional[int] = typer.Option(None, help="Train pool."),
+    val_size: Optional[int] = typer.Option(None, help="Validation pool."),
+    test_size: Optional[int] = typer.Option(None, help="Held-out test examples."),
+    data_dir: Optional[Path] = typer.Option(None, help="Local data directory."),
+    out: Path = typer.Option(Path("runs/compare"), help="Folder of the comparison (one run directory per optimizer and seed)."),
+    config: Optional[Path] = typer.Option(None, help="Settings file shared by every run."),
+    sets: Optional[list[str]] = SET_OPT,
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Run several optimizers from the same seed prompt under one budget; table and plot of held-out scores."""
+    from dlmpo.compare import compare
+
+    ui = Output(json_out)
+    base = _comparison_settings(config, sets, task=task, target=target, dlm=dlm, optimizer_model=optimizer_model,
+                                max_calls=max_calls, max_cost=max_cost, rounds=rounds, candidates=candidates,
+                                train_size=train_size, val_size=val_size, test_size=test_size, data_dir=data_dir)
+    names = [o.strip() for o in optimizers.split(",") if o.strip()]
+
+    def show(optimizer, seed, run):
+        ui.print(f"{optimizer} seed {seed}: test {run.test['seed']:.4f} -> {run.test['best']:.4f}, "
+                 f"{run.calls} calls, {run.seconds:.0f}s")
+
+    summary = asyncio.run(compare(base, names, seeds, out, on_run=show))
+    ui.print((out / "compare.md").read_text())
+    ui.print(f"table {out / 'compare.md'}, plot {out / 'compare.png'}")
+    ui.emit_json({"results": summary["results"], "baseline_test": summary["baseline_test"]})
+
+
+@app.command("sweep")
+def sweep_command(
+    param: str = typer.Option(..., help="The optimize setting to vary, e.g. steps, mask_tokens, candidates."),
+    values: str = typer.Option(..., help="Comma-separated values, e.g. 8,16,32,64,128,256,512."),
+    task: Optional[str] = typer.Option(None, help="Task [default: sst2]."),
+    target: Optional[str] = typer.Option(None, help="Target model specifier [default: embedded]."),
+    dlm: Optional[str] = typer.Option(None, help="DLM specifier."),
+    max_calls: Optional[int] = typer.Option(None, help="Call budget of each run."),
+    rounds: Optional[int] = typer.Option(None, help="Rounds [default: 5]."),
+    candidates: Optional[int] = typer.Option(None, help="Candidates per round [default: 4]."),
+    train_size: Optional[int] = typer.Option(None, help="Train pool."),
+    val_size: Optional[int] = typer.Option(None, help="Validation pool."),
+    test_size: Optional[int] = typer.Option(None, help="Held-out test examples."),
+    data_dir: Optional[Path] = typer.Option(None, help="Local data directory."),
+    out: Path = typer.Option(Path("runs/sweep"), help="Folder of the sweep (one run directory per value)."),
+    config: Optional[Path] = typer.Option(None, help="Settings file shared by every run."),
+    sets: Optional[list[str]] = SET_OPT,
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Vary one optimizer setting; table and plot of held-out test score against it (the paper's Figure 3)."""
+    from dlmpo.compare import sweep
+
+    ui = Output(json_out)
+    base = _comparison_settings(config, sets, task=task, target=target, dlm=dlm, max_calls=max_calls, rounds=rounds,
+                                candidates=candidates, train_size=train_size, val_size=val_size, test_size=test_size,
+                                data_dir=data_dir)
+    chosen = [v.strip() for v in values.split(",") if v.strip()]
+    if not chosen:
+        raise UserError("--values needs at least one value.")
+
+    summary = asyncio.run(sweep(base, param.replace("-", "_"), chosen, out,
+                                on_run=lambda v, r: ui.print(f"{param}={v}: test {r.test['best']:.4f}, {r.calls} calls")))
+    ui.print(f"{param:>12}  test    val     calls  seconds")
+    for r in summary["results"]:
+        ui.print(f"{r['value']:>12}  {r['test']:.4f}  {r['val']:.4f}  {r['calls']:>5}  {r['seconds']}")
+    ui.print(f"plot {out / 'sweep.png'}")
     ui.emit_json(summary)
 
 

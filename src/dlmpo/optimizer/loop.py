@@ -81,6 +81,8 @@ class Optimizer:
             calls += s.rounds * min(s.batch_size, len(self.train_pool))
         if s.proposer == "ar":
             calls += s.rounds * s.candidates
+        if s.proposer == "textgrad":
+            calls += s.rounds * (s.candidates + 1)
         per_example = [budget_requests(self.task, self.seed_prompt, ex, self.answer_tokens) for ex in self.val_pool[:20]]
         calls *= len(per_example[0])
         sample = [r for rs in per_example for r in rs]
@@ -99,7 +101,7 @@ class Optimizer:
             self.user_model = None if s.user_model == "scripted" else (
                 target if s.user_model == s.target else open_target(s.user_model, **kw))
             self.task.bind_user_model(self.user_model)
-        if s.proposer == "ar":  # the same model as the target is opened once and shared
+        if s.proposer in ("ar", "textgrad"):  # the same model as the target is opened once and shared
             self.writer = target if s.optimizer_model == s.target else open_target(s.optimizer_model, **kw)
         return target, judge
 
@@ -123,6 +125,11 @@ class Optimizer:
             assert self.writer is not None
             return ARProposer(self.writer, strategy=s.strategy, mask_tokens=s.mask_tokens, span_ratio=s.span_ratio,
                               span_length=s.span_length, seed=s.seed, temperature=s.temperature)
+        if s.proposer == "textgrad":
+            from dlmpo.optimizer.textgrad_proposer import TextGradProposer
+
+            assert self.writer is not None
+            return TextGradProposer(self.writer, temperature=s.temperature)
         sampler = SamplerConfig(steps=s.steps, alg=s.alg, alg_temp=s.alg_temp, temperature=s.temperature,
                                 top_p=s.top_p, top_k=s.top_k, block_length=s.block_length, threshold=s.threshold,
                                 kv_refresh=s.kv_refresh, seed=s.seed)
@@ -201,7 +208,7 @@ class Optimizer:
             usage["optimizer_model_this_process"] = self.writer.accounting.to_json()
         result = OptimizeResult(
             run_dir=str(self.run_dir.path), task=self.task.name, target=s.target,
-            dlm=s.dlm if s.proposer == "dlm" else f"ar:{s.optimizer_model}",
+            dlm=s.dlm if s.proposer == "dlm" else f"{s.proposer}:{s.optimizer_model}",
             seed_prompt=self.seed_prompt, best_prompt=incumbent,
             val={"seed": round(seed_val.score, 4), "best": round(best_val, 4)},
             test={"seed": round(seed_test.score, 4), "best": round(best_test.score, 4)},

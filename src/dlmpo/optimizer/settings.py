@@ -21,8 +21,8 @@ class OptimizeSettings(BaseModel):
     task: str = "sst2"
     target: str = "embedded"
     dlm: str = DEFAULT_DLM
-    proposer: Literal["dlm", "ar"] = "dlm"
-    optimizer_model: str = Field("embedded", description="chat model that writes the blanks (proposer ar)")
+    proposer: Literal["dlm", "ar", "textgrad"] = "dlm"
+    optimizer_model: str = Field("embedded", description="chat model of the ar and textgrad proposers")
     data_dir: str | None = None
     seed_prompt: str | None = None
 

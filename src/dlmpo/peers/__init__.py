@@ -1,0 +1,1 @@
+"""Peer optimizers run through their own packages, under dlmpo's target, data, splits and budget."""
