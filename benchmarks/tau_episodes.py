@@ -25,7 +25,7 @@ from common import report
 from dlmpo.lm import open_target
 from dlmpo.tasks import get_task
 from dlmpo.tau.agent import run_episode
-from dlmpo.tau.domain import Action, TauTask
+from dlmpo.tau.domain import TauTask
 from dlmpo.tau.reward import GoldHashes
 from dlmpo.tau.users import STOP
 
@@ -33,6 +33,8 @@ GPT_4O_MINI = (0.15, 0.60)  # USD per 1M input / output tokens
 
 
 class RecordedUser:
+    failed = None
+
     def __init__(self, turns: list[str]):
         self.turns = list(turns)
 
@@ -90,9 +92,7 @@ async def play(domain, episodes, url):
     gold = GoldHashes(domain)
 
     async def one(e):
-        raw = e["info"]["task"]
-        task = TauTask("airline", "recorded", e["task_id"], raw["user_id"], raw["instruction"],
-                       tuple(Action(a["name"], a["kwargs"]) for a in raw["actions"]), tuple(raw["outputs"]))
+        task = TauTask.from_json("airline", "recorded", e["task_id"], e["info"]["task"])
         turns = [m["content"] for m in e["traj"] if m["role"] == "user"]
         return await run_episode(domain, task, model, RecordedUser(turns), e["traj"][0]["content"], gold=gold)
 

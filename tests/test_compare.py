@@ -73,3 +73,17 @@ def test_gepa_missing_is_a_clear_message(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_gepa)
     with pytest.raises(UserError, match="pip install gepa"):
         _require_gepa()
+
+
+def test_gepa_reflects_with_the_optimizer_model_not_the_target(data_dir, tmp_path):
+    pytest.importorskip("gepa")
+    with FakeOpenAIServer(answer=lambda body: "no idea") as target, \
+            FakeOpenAIServer(answer=lambda body: "```\nAnswer with one word: positive or negative.\n```") as writer:
+        proc = dlmpo("compare", *TINY, "--target", f"{target.base_url}#t", "--optimizer-model", f"{writer.base_url}#w",
+                     "--optimizers", "gepa", "--seeds", "1", "--max-calls", "40", "--data-dir", str(data_dir),
+                     "--out", str(tmp_path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert writer.requests, "GEPA's reflection went to the target instead of --optimizer-model"
+    assert all(r["model"] == "w" for r in writer.requests)
+    row = json.loads(proc.stdout.strip().splitlines()[-1])["results"][0]
+    assert row["optimizer"] == "gepa" and row["calls"] <= 40

@@ -90,12 +90,11 @@ def eval_command(
         ui.note(f"no price known for '{model.name}': its cost is counted as $0 (pass --prices).")
     simulator = None
     if episodic:
-        the_task.max_steps = max_steps
+        the_task.max_steps, the_task.trials = max_steps, trials
         if user_model != "scripted":
             simulator = model if user_model == target else open_target(
                 user_model, use_cache=not no_cache, concurrency=concurrency, rpm=rpm, tpm=tpm)
         the_task.bind_user_model(simulator)
-    episodes = []
 
     async def run():
         with ui.progress() as progress:
@@ -108,28 +107,14 @@ def eval_command(
                 progress.update(bar, advance=1, status=f"score {correct / (progress.tasks[bar].completed + 1):.3f}")
 
             try:
-                if not episodic:
-                    return [await evaluate(the_task, model, system_prompt, examples, split=split,
-                                           max_tokens=max_tokens, on_done=done)]
-                runs = []
-                for trial in range(trials):  # a trial is one episode per task; distinct cache entries per trial
-                    traces = await the_task.run_examples(model, system_prompt, examples, max_tokens=max_tokens,
-                                                         on_done=done, trial=trial)
-                    episodes.extend(the_task.episodes)
-                    runs.append(EvalResult(the_task.name, split, system_prompt, traces,
-                                           the_task.metrics(examples, [t.prediction for t in traces])))
-                return runs
+                return await evaluate(the_task, model, system_prompt, examples, split=split,
+                                      max_tokens=max_tokens, on_done=done)
             finally:
                 await model.aclose()
                 if simulator is not None and simulator is not model:
                     await simulator.aclose()
 
-    from dlmpo.evaluate import EvalResult
-
-    runs = asyncio.run(run())
-    result = runs[0] if len(runs) == 1 else EvalResult(
-        the_task.name, split, system_prompt, [t for r in runs for t in r.traces],
-        the_task.metrics(examples * trials, [t.prediction for r in runs for t in r.traces]))
+    result = asyncio.run(run())
     usage = model.accounting.to_json()
     summary = {
         "task": the_task.name,
@@ -142,12 +127,7 @@ def eval_command(
         "usage": usage,
     }
     if episodic:
-        from dlmpo.tau.agent import pass_hat_k
-
-        by_task: dict[str, list[bool]] = {}
-        for ep in episodes:
-            by_task.setdefault(ep.task.id, []).append(ep.reward.reward == 1.0)
-        summary["pass_hat_k"] = {str(k): round(pass_hat_k(by_task, k), 4) for k in range(1, trials + 1)}
+        summary["pass_hat_k"] = {str(k): round(result.metrics[f"pass^{k}"], 4) for k in range(1, trials + 1)}
         summary["trials"] = trials
         if simulator is not None:
             summary["user_usage"] = simulator.accounting.to_json()
@@ -158,13 +138,11 @@ def eval_command(
             from dlmpo.tau.agent import episode_json
 
             with (out / "episodes.jsonl").open("w", encoding="utf-8") as f:
-                for ep in episodes:
+                for ep in the_task.episodes:
                     f.write(json.dumps(episode_json(ep), ensure_ascii=False) + "\n")
         (out / "summary.json").write_text(json.dumps({**summary, "prompt": system_prompt}, indent=2))
     ui.print(f"[bold]{the_task.name}/{split}[/bold]  score {result.score:.4f}  n={result.n}  "
              + "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()))
-    if episodic:
-        ui.print("  ".join(f"pass^{k} {v:.4f}" for k, v in summary["pass_hat_k"].items()))
     ui.print(f"parse failures {result.parse_failures}  target failures {result.failures}  "
              f"calls {usage['calls']} (cache hits {usage['cache_hits']})  tokens {usage['total_tokens']}  "
              f"cost ${usage['cost_usd']:.4f}")
@@ -431,26 +409,38 @@ def _comparison_settings(config, sets, **flags):
 
 
 SET_OPT = typer.Option(None, "--set", help="Any other optimize setting, as key=value (repeatable).")
+# options `compare` and `sweep` share: the settings every one of their runs gets
+RUN_TASK = typer.Option(None, help="Task [default: sst2].")
+RUN_TARGET = typer.Option(None, help="Target model specifier [default: embedded].")
+RUN_DLM = typer.Option(None, help="DLM specifier of the dlm optimizer.")
+RUN_MAX_CALLS = typer.Option(None, help="The call budget of every run (target + optimizer-model calls).")
+RUN_ROUNDS = typer.Option(None, help="Rounds [default: 5].")
+RUN_CANDIDATES = typer.Option(None, help="Candidates per round [default: 4].")
+RUN_TRAIN = typer.Option(None, help="Train pool.")
+RUN_VAL = typer.Option(None, help="Validation pool.")
+RUN_TEST = typer.Option(None, help="Held-out test examples.")
+RUN_DATA = typer.Option(None, help="Local data directory.")
+RUN_CONFIG = typer.Option(None, help="Settings file shared by every run.")
 
 
 @app.command("compare")
 def compare_command(
     optimizers: str = typer.Option("dlm,ar,textgrad,gepa", help="Comma-separated: dlm, ar, textgrad, gepa."),
     seeds: int = typer.Option(3, min=1, help="Runs per optimizer (seeds 0..n-1)."),
-    task: Optional[str] = typer.Option(None, help="Task [default: sst2]."),
-    target: Optional[str] = typer.Option(None, help="Target model specifier [default: embedded]."),
-    dlm: Optional[str] = typer.Option(None, help="DLM of the dlm optimizer."),
+    task: Optional[str] = RUN_TASK,
+    target: Optional[str] = RUN_TARGET,
+    dlm: Optional[str] = RUN_DLM,
     optimizer_model: Optional[str] = typer.Option(None, help="Chat model of ar, textgrad and gepa (reflection)."),
-    max_calls: Optional[int] = typer.Option(None, help="The call budget every run gets (target + optimizer-model calls)."),
+    max_calls: Optional[int] = RUN_MAX_CALLS,
     max_cost: Optional[float] = typer.Option(None, help="Dollar budget every run gets."),
-    rounds: Optional[int] = typer.Option(None, help="Rounds of dlm, ar and textgrad [default: 5]."),
-    candidates: Optional[int] = typer.Option(None, help="Candidates per round [default: 4]."),
-    train_size: Optional[int] = typer.Option(None, help="Train pool."),
-    val_size: Optional[int] = typer.Option(None, help="Validation pool."),
-    test_size: Optional[int] = typer.Option(None, help="Held-out test examples."),
-    data_dir: Optional[Path] = typer.Option(None, help="Local data directory."),
+    rounds: Optional[int] = RUN_ROUNDS,
+    candidates: Optional[int] = RUN_CANDIDATES,
+    train_size: Optional[int] = RUN_TRAIN,
+    val_size: Optional[int] = RUN_VAL,
+    test_size: Optional[int] = RUN_TEST,
+    data_dir: Optional[Path] = RUN_DATA,
     out: Path = typer.Option(Path("runs/compare"), help="Folder of the comparison (one run directory per optimizer and seed)."),
-    config: Optional[Path] = typer.Option(None, help="Settings file shared by every run."),
+    config: Optional[Path] = RUN_CONFIG,
     sets: Optional[list[str]] = SET_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
@@ -477,18 +467,18 @@ def compare_command(
 def sweep_command(
     param: str = typer.Option(..., help="The optimize setting to vary, e.g. steps, mask_tokens, candidates."),
     values: str = typer.Option(..., help="Comma-separated values, e.g. 8,16,32,64,128,256,512."),
-    task: Optional[str] = typer.Option(None, help="Task [default: sst2]."),
-    target: Optional[str] = typer.Option(None, help="Target model specifier [default: embedded]."),
-    dlm: Optional[str] = typer.Option(None, help="DLM specifier."),
-    max_calls: Optional[int] = typer.Option(None, help="Call budget of each run."),
-    rounds: Optional[int] = typer.Option(None, help="Rounds [default: 5]."),
-    candidates: Optional[int] = typer.Option(None, help="Candidates per round [default: 4]."),
-    train_size: Optional[int] = typer.Option(None, help="Train pool."),
-    val_size: Optional[int] = typer.Option(None, help="Validation pool."),
-    test_size: Optional[int] = typer.Option(None, help="Held-out test examples."),
-    data_dir: Optional[Path] = typer.Option(None, help="Local data directory."),
+    task: Optional[str] = RUN_TASK,
+    target: Optional[str] = RUN_TARGET,
+    dlm: Optional[str] = RUN_DLM,
+    max_calls: Optional[int] = RUN_MAX_CALLS,
+    rounds: Optional[int] = RUN_ROUNDS,
+    candidates: Optional[int] = RUN_CANDIDATES,
+    train_size: Optional[int] = RUN_TRAIN,
+    val_size: Optional[int] = RUN_VAL,
+    test_size: Optional[int] = RUN_TEST,
+    data_dir: Optional[Path] = RUN_DATA,
     out: Path = typer.Option(Path("runs/sweep"), help="Folder of the sweep (one run directory per value)."),
-    config: Optional[Path] = typer.Option(None, help="Settings file shared by every run."),
+    config: Optional[Path] = RUN_CONFIG,
     sets: Optional[list[str]] = SET_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
@@ -529,11 +519,10 @@ def tau_replay_command(
     """Re-run recorded tool calls on a fresh database and recompute every reward."""
     from dlmpo.tasks import resolve_data_dir
     from dlmpo.tau.domain import load_domain
-    from dlmpo.tau.fetch import default_tau_dir
     from dlmpo.tau.replay import replay
 
     ui = Output(json_out)
-    loaded = load_domain(domain, resolve_data_dir(data_dir) or default_tau_dir())
+    loaded = load_domain(domain, resolve_data_dir(data_dir))
     report = replay(trajectories, loaded)
     summary = report.summary()
     ui.print(f"{summary['episodes']} episodes: recorded reward reproduced for {summary['reward_match']}, "

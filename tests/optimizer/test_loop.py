@@ -195,3 +195,14 @@ def test_budget_too_small_for_the_seed_prompt_is_a_clear_error(tmp_path, data_di
     settings = OptimizeSettings(**SMALL, data_dir=str(data_dir), max_calls=10)
     with pytest.raises(UserError, match="cannot cover scoring the seed prompt"):
         asyncio.run(Optimizer(settings, tmp_path / "run").run())
+
+
+def test_estimate_counts_judge_calls_once_per_trace_on_episodic_tasks(data_dir, tmp_path):
+    """An episode costs several target calls; the judge still writes one note per trace."""
+    from dlmpo.optimizer import Optimizer, OptimizeSettings
+
+    base = dict(task="tau-airline", data_dir=str(data_dir), rounds=1, candidates=1, train_size=2, val_size=2,
+                test_size=2, batch_size=2, val_batch=2)
+    plain = Optimizer(OptimizeSettings(**base), tmp_path / "a").estimate()["calls"]
+    judged = Optimizer(OptimizeSettings(**base, feedback="judge", judge="embedded"), tmp_path / "b").estimate()["calls"]
+    assert judged - plain == 2

@@ -87,7 +87,7 @@ def _tiny_native(tokenizer, *, name, family, mask_token, shift, qkv_bias, max_le
     tokenizer.mask_token = mask_token
     vocab = (len(tokenizer) + 63) // 64 * 64
     cfg = TransformerConfig(vocab_size=vocab, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
-                            intermediate_size=128, qkv_bias=qkv_bias, max_position=max_length)
+                            intermediate_size=128, qkv_bias=qkv_bias)
     gen = torch.random.fork_rng()
     with gen:
         torch.manual_seed(0)

@@ -30,7 +30,6 @@ class TransformerConfig:
     rms_eps: float = 1e-6
     qkv_bias: bool = False
     tie_embeddings: bool = False
-    max_position: int = 4096
 
     @property
     def dim_per_head(self) -> int:
@@ -55,7 +54,6 @@ class TransformerConfig:
             rms_eps=float(cfg.get("rms_norm_eps", 1e-6)),
             qkv_bias=bool(cfg.get("attention_bias", cfg.get("model_type") in ("qwen2", "Dream", "dream"))),
             tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-            max_position=int(cfg.get("max_position_embeddings", 4096)),
         )
 
 

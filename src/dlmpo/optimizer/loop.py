@@ -76,21 +76,22 @@ class Optimizer:
         s = self.s
         vb = min(s.val_batch, len(self.val_pool))
         per_round = min(s.batch_size, len(self.train_pool)) + (s.candidates + 1) * vb + len(self.val_pool)
-        calls = len(self.val_pool) + 2 * len(self.test_set) + s.rounds * per_round
+        runs = len(self.val_pool) + 2 * len(self.test_set) + s.rounds * per_round  # examples the target runs
+        per_example = [budget_requests(self.task, self.seed_prompt, ex, self.answer_tokens) for ex in self.val_pool[:20]]
+        calls = runs * len(per_example[0])  # an episodic example (τ-bench) is several target calls
         if s.feedback == "judge":
             calls += s.rounds * min(s.batch_size, len(self.train_pool))
         if s.proposer == "ar":
             calls += s.rounds * s.candidates
         if s.proposer == "textgrad":
             calls += s.rounds * (s.candidates + 1)
-        per_example = [budget_requests(self.task, self.seed_prompt, ex, self.answer_tokens) for ex in self.val_pool[:20]]
-        calls *= len(per_example[0])
         sample = [r for rs in per_example for r in rs]
         avg_prompt = sum(sum(len(m["content"]) for m in r.messages) for r in sample) / (3 * len(sample)) + 80
         return {"calls": calls, "prompt_tokens": int(calls * avg_prompt),
                 "completion_tokens": calls * self.answer_tokens}
 
-    def _open_models(self) -> tuple[ChatModel, ChatModel | None]:
+    def _open_models(self, writer: bool | None = None) -> tuple[ChatModel, ChatModel | None]:
+        """Target and judge; the optimizer model too when `writer` (default: for the ar and textgrad proposers)."""
         s = self.s
         prices = PriceTable.from_file(s.prices) if s.prices else None
         kw = dict(cache_path=self.run_dir.calls_db, concurrency=s.concurrency, rpm=s.rpm, tpm=s.tpm, prices=prices)
@@ -101,7 +102,7 @@ class Optimizer:
             self.user_model = None if s.user_model == "scripted" else (
                 target if s.user_model == s.target else open_target(s.user_model, **kw))
             self.task.bind_user_model(self.user_model)
-        if s.proposer in ("ar", "textgrad"):  # the same model as the target is opened once and shared
+        if s.proposer in ("ar", "textgrad") if writer is None else writer:  # a model in two roles is opened once
             self.writer = target if s.optimizer_model == s.target else open_target(s.optimizer_model, **kw)
         return target, judge
 

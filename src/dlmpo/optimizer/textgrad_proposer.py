@@ -47,13 +47,15 @@ class TextGradProposer:
                       {"role": "user", "content": f"System prompt:\n{incumbent}\n\nAnswers:\n{traces}"}],
             temperature=0.0, max_tokens=256, sample_index=round_index * 1000))
         gradient = critique.text.strip() or "Make the expected answer format explicit."
+        critique_seconds = time.perf_counter() - start
         proposals = []
         for i in range(k):  # k sampled steps along the same gradient
+            step_start = time.perf_counter()
             reply = await self.model.chat(ChatRequest(
                 messages=[{"role": "system", "content": STEP},
                           {"role": "user", "content": f"System prompt:\n{incumbent}\n\nFeedback:\n{gradient}"}],
                 temperature=self.temperature, max_tokens=self.max_prompt_tokens, sample_index=round_index * 1000 + 1 + i))
             prompt = extract_prompt(reply.text, incumbent)
-            proposals.append(Proposal(prompt, "rewrite", f"[critique] {gradient}", 0,
-                                      (time.perf_counter() - start) / (i + 1)))
+            seconds = time.perf_counter() - step_start + critique_seconds / k  # the critique is shared
+            proposals.append(Proposal(prompt, "rewrite", f"[critique] {gradient}", 0, seconds))
         return proposals

@@ -31,13 +31,16 @@ async def run_gepa(settings: OptimizeSettings, out: str | Path, on_event=None) -
     import gepa
     from gepa.core.adapter import EvaluationBatch
 
+    if settings.feedback not in ("metric", "none"):
+        raise UserError("GEPA reflects on the task's own feedback: use feedback metric with the gepa optimizer.")
     opt = Optimizer(settings, out, on_event=on_event)
     s = opt.s
     start = time.perf_counter()
     opt.run_dir.bind_config(s.identity(), s.model_dump())
-    target, _ = opt._open_models()
-    writer = opt.writer or target
-    budget = Budget([m for m in (target, writer) if m], max_calls=s.max_calls, max_cost=s.max_cost,
+    target, _ = opt._open_models(writer=True)
+    writer = opt.writer
+    assert writer is not None
+    budget = Budget([m for m in (target, writer, opt.user_model) if m], max_calls=s.max_calls, max_cost=s.max_cost,
                     max_tokens=s.max_tokens)
     opt._emit({"type": "run_start", "resume": False, "estimate": opt.estimate(), "completed_rounds": [],
                "optimizer": "gepa"})
@@ -52,6 +55,8 @@ async def run_gepa(settings: OptimizeSettings, out: str | Path, on_event=None) -
     reserve_calls = len(opt.test_set)  # the best prompt's test evaluation
 
     class Adapter:
+        propose_new_texts = None  # GEPA's own reflective proposal, with `reflect` as its language model
+
         def evaluate(self, batch, candidate, capture_traces=False):
             future = asyncio.run_coroutine_threadsafe(
                 evaluate(task, target, candidate[COMPONENT], batch, max_tokens=opt.answer_tokens), loop)
@@ -112,7 +117,6 @@ async def run_gepa(settings: OptimizeSettings, out: str | Path, on_event=None) -
         seconds=time.perf_counter() - start, settings=s.model_dump())
     out_result.save(opt.run_dir.result_file)
     opt._emit({"type": "run_end", **out_result.summary()})
-    await target.aclose()
-    if writer is not target:
-        await writer.aclose()
+    for model in {id(m): m for m in (target, writer, opt.user_model) if m}.values():
+        await model.aclose()
     return out_result

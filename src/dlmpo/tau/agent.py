@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dlmpo.lm import ChatModel, ChatRequest, Usage
-from dlmpo.tau.domain import Domain, TauTask
+from dlmpo.tau.domain import Action, Domain, TauTask
 from dlmpo.tau.environment import Environment
 from dlmpo.tau.reward import GoldHashes, Reward, score
 from dlmpo.tau.users import STOP, UserSimulator
@@ -34,6 +34,7 @@ class Episode:
     ended_by: str  # "user stop", "transfer", "step limit", "agent error", "user error"
     usage: Usage = field(default_factory=Usage)
     error: str | None = None
+    actions: list[Action] = field(default_factory=list)  # the tool calls that ran, arguments parsed
 
     @property
     def agent_steps(self) -> int:
@@ -79,14 +80,11 @@ async def run_episode(domain: Domain, task: TauTask, agent: ChatModel, user: Use
         said = await user.reply(text)
         steps.append(Step("user", said))
         if STOP in said:
-            user_failed = getattr(user, "failed", None)
-            ended_by, error = ("user error", user_failed) if user_failed else ("user stop", None)
+            ended_by, error = ("user error", user.failed) if user.failed else ("user stop", None)
             break
         messages.append({"role": "user", "content": said})
-    reward = score(task, env.hash(), gold(task), replies, truncated=ended_by == "step limit")
-    if error is not None:
-        reward.reward = 0.0
-    return Episode(task, trial, steps, reward, messages, ended_by, usage, error)
+    reward = score(task, env.hash(), gold(task), replies, truncated=ended_by == "step limit", broken=error is not None)
+    return Episode(task, trial, steps, reward, messages, ended_by, usage, error, env.actions)
 
 
 def pass_hat_k(successes: dict[str, list[bool]], k: int) -> float:

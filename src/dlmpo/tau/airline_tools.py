@@ -239,3 +239,5 @@ AIRLINE_TOOLS = {
     "update_reservation_flights": update_reservation_flights,
     "update_reservation_passengers": update_reservation_passengers,
 }
+AIRLINE_WRITE_TOOLS = frozenset({"book_reservation", "cancel_reservation", "send_certificate", "update_reservation_baggages",
+                                 "update_reservation_flights", "update_reservation_passengers"})

@@ -17,30 +17,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dlmpo.errors import UserError
-from dlmpo.tau.airline_tools import AIRLINE_TOOLS
-from dlmpo.tau.retail_tools import RETAIL_TOOLS
+from dlmpo.tau.airline_tools import AIRLINE_TOOLS, AIRLINE_WRITE_TOOLS
+from dlmpo.tau.retail_tools import RETAIL_TOOLS, RETAIL_WRITE_TOOLS
 
 DOMAIN_TOOLS: dict[str, dict[str, Callable[..., str]]] = {"airline": AIRLINE_TOOLS, "retail": RETAIL_TOOLS}
-# the tables each tool may change; every other table stays as loaded (tests check this on every gold action)
-MUTATES: dict[str, dict[str, frozenset[str]]] = {
-    "airline": {
-        "book_reservation": frozenset({"reservations", "users"}),
-        "cancel_reservation": frozenset({"reservations"}),
-        "send_certificate": frozenset({"users"}),
-        "update_reservation_baggages": frozenset({"reservations", "users"}),
-        "update_reservation_flights": frozenset({"reservations", "users"}),
-        "update_reservation_passengers": frozenset({"reservations"}),
-    },
-    "retail": {
-        "cancel_pending_order": frozenset({"orders", "users"}),
-        "exchange_delivered_order_items": frozenset({"orders"}),
-        "modify_pending_order_address": frozenset({"orders"}),
-        "modify_pending_order_items": frozenset({"orders", "users"}),
-        "modify_pending_order_payment": frozenset({"orders", "users"}),
-        "modify_user_address": frozenset({"users"}),
-        "return_delivered_order_items": frozenset({"orders"}),
-    },
-}
+WRITE_TOOLS: dict[str, frozenset[str]] = {"airline": AIRLINE_WRITE_TOOLS, "retail": RETAIL_WRITE_TOOLS}
 TASK_SPLITS = ("train", "dev", "test")
 
 
@@ -66,6 +47,13 @@ class TauTask:
     def id(self) -> str:
         return f"{self.domain}-{self.split}-{self.index}"
 
+    @classmethod
+    def from_json(cls, domain: str, split: str, index: int, raw: dict[str, Any]) -> TauTask:
+        """From upstream's task shape {user_id, instruction, actions: [{name, kwargs}], outputs}."""
+        return cls(domain, split, index, raw["user_id"], raw["instruction"],
+                   tuple(Action(a["name"], a.get("kwargs", {})) for a in raw["actions"]),
+                   tuple(str(o) for o in raw.get("outputs", [])))
+
 
 @dataclass
 class Domain:
@@ -74,31 +62,22 @@ class Domain:
     policy: str
     tool_schemas: list[dict[str, Any]]
     tasks: dict[str, list[TauTask]]
-    _tables: dict[str, str] = field(repr=False, default_factory=dict)
+    pristine: dict[str, dict[str, Any]] = field(repr=False)
+    """The initial database. Environments share its records until they change one, so these
+    objects are never mutated (an Environment copies a record before a tool can touch it)."""
 
     @property
     def tools(self) -> dict[str, Callable[..., str]]:
         return DOMAIN_TOOLS[self.name]
 
     @property
-    def mutates(self) -> dict[str, frozenset[str]]:
-        return MUTATES[self.name]
-
-    @cached_property
-    def mutable_tables(self) -> frozenset[str]:
-        return frozenset().union(*self.mutates.values())
-
-    @cached_property
-    def pristine(self) -> dict[str, dict[str, Any]]:
-        """The initial database, parsed once. Environments share its records until they change one,
-        so these objects must never be mutated (Environment copies a record before a tool can touch it)."""
-        return {t: json.loads(text) for t, text in self._tables.items()}
+    def write_tools(self) -> frozenset[str]:
+        return WRITE_TOOLS[self.name]
 
     @cached_property
     def pristine_digests(self) -> dict[str, dict[str, str]]:
-        """Per table, the digest of every initial record (read-only tables: of the whole table)."""
-        return {t: {k: record_digest(v) for k, v in table.items()} if t in self.mutable_tables
-                else {"*": record_digest(table)} for t, table in self.pristine.items()}
+        """The digest of every initial record, per table."""
+        return {t: {k: record_digest(v) for k, v in table.items()} for t, table in self.pristine.items()}
 
 
 def record_digest(value: Any) -> str:
@@ -114,9 +93,14 @@ def _read_json(path: Path) -> Any:
         raise UserError(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno}).") from None
 
 
-def load_domain(name: str, data_dir: str | Path) -> Domain:
+def load_domain(name: str, data_dir: str | Path | None = None) -> Domain:
+    """From `data_dir` (holding tau/<name> or <name>); by default from where `dlmpo data fetch tau` writes."""
     if name not in DOMAIN_TOOLS:
         raise UserError(f"Unknown τ-bench domain '{name}': use airline or retail.")
+    if data_dir is None:
+        from dlmpo.tau.fetch import default_tau_dir
+
+        data_dir = default_tau_dir()
     base = Path(data_dir).expanduser()
     root = base / name if (base / name).is_dir() else base / "tau" / name
     if not root.is_dir():
@@ -125,7 +109,7 @@ def load_domain(name: str, data_dir: str | Path) -> Domain:
     for needed in ("policy.md", "tools.json", "db"):
         if not (root / needed).exists():
             raise UserError(f"τ-bench {name} domain at {root} lacks {needed}.")
-    tables = {p.stem: p.read_text(encoding="utf-8") for p in sorted((root / "db").glob("*.json"))}
+    tables = {p.stem: _read_json(p) for p in sorted((root / "db").glob("*.json"))}
     schemas = _read_json(root / "tools.json")
     unknown = sorted({s["function"]["name"] for s in schemas} - set(DOMAIN_TOOLS[name]))
     if unknown:
@@ -134,12 +118,7 @@ def load_domain(name: str, data_dir: str | Path) -> Domain:
     for split in TASK_SPLITS:
         path = root / f"tasks_{split}.json"
         if path.is_file():
-            tasks[split] = [
-                TauTask(name, split, i, t["user_id"], t["instruction"],
-                        tuple(Action(a["name"], a.get("kwargs", {})) for a in t["actions"]),
-                        tuple(str(o) for o in t.get("outputs", [])))
-                for i, t in enumerate(_read_json(path))
-            ]
+            tasks[split] = [TauTask.from_json(name, split, i, t) for i, t in enumerate(_read_json(path))]
     if not tasks:
         raise UserError(f"τ-bench {name} domain at {root} has no tasks_<split>.json file.")
     return Domain(name, root, (root / "policy.md").read_text(encoding="utf-8"), schemas, tasks, tables)

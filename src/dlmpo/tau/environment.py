@@ -4,8 +4,8 @@ Malformed arguments, unknown tools and exceptions inside a tool become tool outp
 with "Error:" (or "Unknown action"), as upstream returns them, so a bad call never ends a run.
 
 The database is copy-on-write at the record level: an episode starts from shallow copies of the
-domain's tables and deep-copies a record (a reservation, an order, a user) just before a tool that
-may change it runs. Every changing tool names its record by id, and reaches at most that record's
+domain's tables and deep-copies a record (a reservation, an order, a user) just before a write
+tool may change it. Every write tool names its record by id, and reaches at most that record's
 user besides, so those are the records copied. A fresh environment and its hash cost about a
 millisecond instead of ~0.1 s for a full parse and hash of the airline database."""
 
@@ -25,14 +25,13 @@ LINKED = ("reservations", "orders")  # records that name the user a tool may als
 class Environment:
     def __init__(self, domain: Domain):
         self.domain = domain
-        self.db: dict[str, Any] = {t: dict(table) if t in domain.mutable_tables else table
-                                   for t, table in domain.pristine.items()}
-        self.owned: dict[str, set[str]] = {t: set() for t in domain.mutable_tables}
-        self.actions: list[Action] = []
+        self.db: dict[str, dict[str, Any]] = {t: dict(table) for t, table in domain.pristine.items()}
+        self.owned: dict[str, set[str]] = {t: set() for t in self.db}  # records copied out of the pristine db
+        self.actions: list[Action] = []  # every call with parsed arguments, in order
 
-    def _own(self, table: str, key: str) -> dict | None:
-        rows = self.db.get(table)
-        if rows is None or key not in rows:
+    def _own(self, table: str, key: str) -> Any:
+        rows = self.db.get(table, {})
+        if key not in rows:
             return None
         if key not in self.owned[table]:
             rows[key] = deepcopy(rows[key])
@@ -40,17 +39,15 @@ class Environment:
         return rows[key]
 
     def _copy_before(self, name: str, arguments: dict[str, Any]) -> None:
-        if name not in self.domain.mutates:
+        if name not in self.domain.write_tools:
             return
         for value in arguments.values():
             if not isinstance(value, str):
                 continue
-            for table in LINKED:
-                record = self._own(table, value) if table in self.owned else None
-                if isinstance(record, dict) and isinstance(record.get("user_id"), str):
+            for table in (*LINKED, "users"):
+                record = self._own(table, value)
+                if table in LINKED and isinstance(record, dict) and isinstance(record.get("user_id"), str):
                     self._own("users", record["user_id"])
-            if "users" in self.owned:
-                self._own("users", value)
 
     def execute(self, name: str, arguments: str | dict[str, Any] | None) -> str:
         if isinstance(arguments, str):
@@ -79,9 +76,6 @@ class Environment:
         digests = self.domain.pristine_digests
         lines = []
         for t in sorted(self.db):
-            if t not in self.owned:
-                lines.append(f"{t}:{digests[t]['*']}")
-                continue
             rows, pristine, owned = self.db[t], self.domain.pristine[t], self.owned[t]
             for key in sorted(rows):
                 same = key not in owned and key in pristine and rows[key] is pristine[key]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dlmpo.errors import UserError
-from dlmpo.tau.domain import Action, Domain, TauTask
+from dlmpo.tau.domain import Domain, TauTask
 from dlmpo.tau.environment import Environment
 from dlmpo.tau.reward import GoldHashes, score
 
@@ -64,9 +64,7 @@ def _task_of(episode: dict[str, Any], domain: Domain) -> TauTask:
     raw = (episode.get("info") or {}).get("task")
     if raw is None:  # fall back to the domain's own task list
         return domain.tasks["test"][episode["task_id"]]
-    return TauTask(domain.name, "recorded", int(episode.get("task_id", 0)), raw["user_id"], raw["instruction"],
-                   tuple(Action(a["name"], a.get("kwargs", {})) for a in raw["actions"]),
-                   tuple(str(o) for o in raw.get("outputs", [])))
+    return TauTask.from_json(domain.name, "recorded", int(episode.get("task_id", 0)), raw)
 
 
 def replay_episode(episode: dict[str, Any], domain: Domain, gold: GoldHashes) -> EpisodeReplay:

@@ -46,6 +46,24 @@ def _payment_method(db, order, payment_method_id) -> dict | None:
     return db["users"][order["user_id"]]["payment_methods"].get(payment_method_id)
 
 
+def _swap(db, order_id, status, verb, item_ids, new_item_ids, payment_method_id):
+    """The checks an exchange and an item modification share: (order, price difference, payment
+    method, None), or the error the agent sees in the last place."""
+    order, error = _order(db, order_id, status, verb)
+    if error:
+        return None, 0, None, error
+    missing = _items_present(order, item_ids)
+    if missing is not None:
+        return None, 0, None, f"Error: {missing} not found"
+    diff, error = _price_difference(db, order, item_ids, new_item_ids)
+    if error:
+        return None, 0, None, error
+    method = _payment_method(db, order, payment_method_id)
+    if method is None:
+        return None, 0, None, "Error: payment method not found"
+    return order, diff, method, None
+
+
 def cancel_pending_order(db, order_id, reason) -> str:
     order, error = _order(db, order_id, "pending", "cancelled")
     if error:
@@ -66,19 +84,11 @@ def cancel_pending_order(db, order_id, reason) -> str:
 
 
 def exchange_delivered_order_items(db, order_id, item_ids, new_item_ids, payment_method_id) -> str:
-    order, error = _order(db, order_id, "delivered", "exchanged")
-    if error:
-        return error
-    missing = _items_present(order, item_ids)
-    if missing is not None:
-        return f"Error: {missing} not found"
-    diff, error = _price_difference(db, order, item_ids, new_item_ids)
+    order, diff, method, error = _swap(db, order_id, "delivered", "exchanged", item_ids, new_item_ids,
+                                       payment_method_id)
     if error:
         return error
     diff = round(diff, 2)
-    method = _payment_method(db, order, payment_method_id)
-    if method is None:
-        return "Error: payment method not found"
     if method["source"] == "gift_card" and method["balance"] < diff:
         return "Error: insufficient gift card balance to pay for the price difference"
     order["status"] = "exchange requested"
@@ -137,18 +147,9 @@ def modify_pending_order_address(db, order_id, address1, address2, city, state, 
 
 
 def modify_pending_order_items(db, order_id, item_ids, new_item_ids, payment_method_id) -> str:
-    order, error = _order(db, order_id, "pending", "modified")
+    order, diff, method, error = _swap(db, order_id, "pending", "modified", item_ids, new_item_ids, payment_method_id)
     if error:
         return error
-    missing = _items_present(order, item_ids)
-    if missing is not None:
-        return f"Error: {missing} not found"
-    diff, error = _price_difference(db, order, item_ids, new_item_ids)
-    if error:
-        return error
-    method = _payment_method(db, order, payment_method_id)
-    if method is None:
-        return "Error: payment method not found"
     if method["source"] == "gift_card" and method["balance"] < diff:
         return "Error: insufficient gift card balance to pay for the new item"
     order["payment_history"].append({"transaction_type": "payment" if diff > 0 else "refund", "amount": abs(diff),
@@ -231,3 +232,6 @@ RETAIL_TOOLS = {
     "modify_user_address": modify_user_address,
     "return_delivered_order_items": return_delivered_order_items,
 }
+RETAIL_WRITE_TOOLS = frozenset({"cancel_pending_order", "exchange_delivered_order_items", "modify_pending_order_address",
+                                "modify_pending_order_items", "modify_pending_order_payment", "modify_user_address",
+                                "return_delivered_order_items"})

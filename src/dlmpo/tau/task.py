@@ -9,8 +9,8 @@ from typing import Callable
 
 from dlmpo.evaluate import Trace
 from dlmpo.lm import ChatModel, ChatRequest
-from dlmpo.tasks.base import Example, Graded, SplitSet, carve
-from dlmpo.tau.agent import Episode, run_episode
+from dlmpo.tasks.base import Example, SplitSet, carve
+from dlmpo.tau.agent import Episode, pass_hat_k, run_episode
 from dlmpo.tau.domain import Domain, TauTask, load_domain
 from dlmpo.tau.reward import GoldHashes
 from dlmpo.tau.traces import JUDGE_INSTRUCTION, to_trace
@@ -46,8 +46,8 @@ class TauBenchTask:
         self.splits = tau_splits(domain, split_seed)
         self._by_id = {t.id: t for tasks in domain.tasks.values() for t in tasks}
         self._gold = GoldHashes(domain)
+        self.trials = 1  # episodes per example in run_examples (pass^k needs k)
         self._make_user: Callable[[], UserSimulator] = ScriptedUser
-        self.user_model: ChatModel | None = None
         self.episodes: list[Episode] = []  # of the last run_examples call
 
     @property
@@ -56,7 +56,6 @@ class TauBenchTask:
 
     def bind_user_model(self, model: ChatModel | None) -> None:
         """None keeps the scripted user (offline, free); a chat model plays the customer."""
-        self.user_model = model
         self._make_user = ScriptedUser if model is None else (lambda: LLMUser(model))
 
     def examples(self, split: str) -> list[Example]:
@@ -68,12 +67,15 @@ class TauBenchTask:
     def user_message(self, example: Example) -> str:
         return example.inputs["instruction"]
 
-    def grade(self, example: Example, output: str) -> Graded:
-        raise TypeError("τ-bench examples are scored by running whole episodes (run_examples), not one answer")
-
     def metrics(self, examples: list[Example], predictions: list[str | None]) -> dict[str, float]:
+        """Mean reward, and pass^k for k up to the trials run (predictions come trial after trial)."""
         n = len(predictions)
-        return {"reward": sum(p == "success" for p in predictions) / n if n else 0.0}
+        if not n:
+            return {"reward": 0.0}
+        trials = n // len(examples)
+        by_example = {ex.id: [p == "success" for p in predictions[i::len(examples)]] for i, ex in enumerate(examples)}
+        return {"reward": sum(p == "success" for p in predictions) / n,
+                **{f"pass^{k}": pass_hat_k(by_example, k) for k in range(1, trials + 1)}}
 
     def budget_requests(self, prompt: str, example: Example, max_tokens: int) -> list[ChatRequest]:
         """Stand-ins for an episode's agent calls: a budget check counts EXPECTED_AGENT_CALLS of them."""
@@ -82,8 +84,9 @@ class TauBenchTask:
                 for i in range(EXPECTED_AGENT_CALLS)]
 
     async def run_examples(self, model: ChatModel, prompt: str, examples: list[Example], *, max_tokens: int,
-                           on_done: Callable[[Trace], None] | None = None, trial: int = 0) -> list[Trace]:
-        async def one(example: Example) -> tuple[Episode, Trace]:
+                           on_done: Callable[[Trace], None] | None = None) -> list[Trace]:
+        """One episode per example and trial, trial after trial (each trial has its own cache entries)."""
+        async def one(example: Example, trial: int) -> tuple[Episode, Trace]:
             episode = await run_episode(self.domain, self.scenario(example), model, self._make_user(), prompt,
                                         gold=self._gold, max_steps=self.max_steps, max_tokens=max_tokens, trial=trial)
             trace = to_trace(self.domain, episode)
@@ -91,12 +94,10 @@ class TauBenchTask:
                 on_done(trace)
             return episode, trace
 
-        pairs = await asyncio.gather(*(one(ex) for ex in examples))
+        pairs = [p for trial in range(self.trials) for p in await asyncio.gather(*(one(ex, trial) for ex in examples))]
         self.episodes = [p[0] for p in pairs]
         return [p[1] for p in pairs]
 
 
 def load_tau_task(name: str, data_dir: str | Path | None, split_seed: int = 0) -> TauBenchTask:
-    from dlmpo.tau.fetch import default_tau_dir
-
-    return TauBenchTask(load_domain(TAU_TASKS[name], data_dir or default_tau_dir()), split_seed)
+    return TauBenchTask(load_domain(TAU_TASKS[name], data_dir), split_seed)

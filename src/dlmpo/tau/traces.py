@@ -9,7 +9,7 @@ from typing import Any
 
 from dlmpo.evaluate import Trace
 from dlmpo.tau.agent import Episode
-from dlmpo.tau.domain import Action, Domain
+from dlmpo.tau.domain import Domain
 
 JUDGE_INSTRUCTION = (
     "You audit a customer-service agent whose system prompt is its domain policy. Given the customer's goal, "
@@ -47,22 +47,18 @@ def result_text(output: str) -> str:
     return "ok"
 
 
-def _actions_equal(a: Action, b: Action) -> bool:
-    return a.name == b.name and json.dumps(a.kwargs, sort_keys=True) == json.dumps(b.kwargs, sort_keys=True)
-
-
 def describe(domain: Domain, episode: Episode) -> tuple[str, str]:
     """(compact transcript, feedback sentence) of one episode."""
     lines: list[str] = []
     lookups = 0
-    for step in episode.steps:
-        if step.kind == "tool" and step.tool == "transfer_to_human_agents":
+    for step in (s for s in episode.steps if s.kind == "tool"):
+        if step.tool == "transfer_to_human_agents":
             lines.append("transferred to a human agent")
-        elif step.kind == "tool" and step.tool in domain.mutates:
+        elif step.tool in domain.write_tools:
             lines.append(f"{call_text(step.tool, step.arguments)} -> {result_text(step.text)}")
-        elif step.kind == "tool" and step.text.startswith(("Error", "Unknown action")):
+        elif step.text.startswith(("Error", "Unknown action")):
             lines.append(f"{call_text(step.tool or '?', step.arguments, 80)} -> {result_text(step.text)}")
-        elif step.kind == "tool":
+        else:
             lookups += 1
     replies = [s.text for s in episode.steps if s.kind == "reply"]
     head = f"{episode.agent_steps} steps, {lookups} lookups, ended by {episode.ended_by}."
@@ -81,10 +77,10 @@ def feedback(domain: Domain, episode: Episode) -> str:
         return "Succeeded: the database matches the expected outcome and every required fact was stated."
     parts = []
     if not r.database_ok:
-        done = [a for a in episode_actions(episode) if a.name in domain.mutates]
-        gold = [a for a in episode.task.actions if a.name in domain.mutates]
-        missing = [a for a in gold if not any(_actions_equal(a, d) for d in done)]
-        extra = [a for a in done if not any(_actions_equal(a, g) for g in gold)]
+        done = [a for a in episode.actions if a.name in domain.write_tools]
+        gold = [a for a in episode.task.actions if a.name in domain.write_tools]
+        missing = [a for a in gold if a not in done]
+        extra = [a for a in done if a not in gold]
         text = "Failed database check: the final database differs from the expected outcome."
         if missing:
             text += " Expected but not done: " + "; ".join(call_text(a.name, a.kwargs, 120) for a in missing[:2]) + "."
@@ -96,20 +92,8 @@ def feedback(domain: Domain, episode: Episode) -> str:
     return " ".join(parts)
 
 
-def episode_actions(episode: Episode) -> list[Action]:
-    out = []
-    for s in episode.steps:
-        if s.kind == "tool" and s.tool:
-            try:
-                args = json.loads(s.arguments or "{}")
-            except json.JSONDecodeError:
-                args = {"_raw": s.arguments}
-            out.append(Action(s.tool, args if isinstance(args, dict) else {"_raw": args}))
-    return out
-
-
 def gold_text(episode: Episode, domain: Domain) -> str:
-    gold = [call_text(a.name, a.kwargs, 120) for a in episode.task.actions if a.name in domain.mutates]
+    gold = [call_text(a.name, a.kwargs, 120) for a in episode.task.actions if a.name in domain.write_tools]
     text = "expected actions: " + ("; ".join(gold) if gold else "none (no database change)")
     if episode.task.outputs:
         text += "; facts to state: " + ", ".join(episode.task.outputs)

@@ -25,6 +25,8 @@ Rules:
 
 
 class UserSimulator(Protocol):
+    failed: str | None  # why the simulated user is gone, when its own model call failed
+
     async def start(self, task: TauTask, trial: int) -> str: ...
 
     async def reply(self, agent_message: str) -> str: ...
@@ -72,6 +74,8 @@ def _first_person(text: str) -> str:
 class ScriptedUser:
     """Deterministic and free: states the goal (in the first person) with the user id, confirms
     once when asked, then stops. A fixture for offline runs, not a realistic customer."""
+
+    failed = None
 
     def __init__(self, max_turns: int = 3):
         self.max_turns = max_turns

@@ -64,10 +64,6 @@ class TrainConfig:
         return {k: v for k, v in asdict(self).items() if k not in ("device", "eval_every", "save_every", "steps")}
 
 
-def torch_module(dlm: DiffusionLM) -> torch.nn.Module:
-    return dlm.model  # both adapters keep their torch module as .model
-
-
 def forward(dlm: DiffusionLM, ids: torch.Tensor) -> torch.Tensor:
     if isinstance(dlm, NativeDLM):
         return dlm.model(ids)[0]
