@@ -54,25 +54,29 @@ def test_sweep_table_and_plot(data_dir, tmp_path):
 
 
 def test_comparison_mistakes_are_one_sentence(data_dir, tmp_path):
-    for args in (["compare", "--optimizers", "dlm,mipro", "--max-calls", "10"], ["compare", "--optimizers", "dlm"],
+    for args in (["compare", "--optimizers", "dlm,miprov9", "--max-calls", "10"], ["compare", "--optimizers", "dlm"],
                  ["sweep", "--param", "task", "--values", "a"], ["sweep", "--param", "steps", "--values", "0", "--max-calls", "5"]):
         proc = dlmpo(*args, "--data-dir", str(data_dir), "--out", str(tmp_path))
         assert proc.returncode == 2 and proc.stderr.startswith("error:"), (args, proc.stderr)
 
 
-def test_gepa_missing_is_a_clear_message(monkeypatch):
-    from dlmpo.peers.gepa_peer import _require_gepa
+@pytest.mark.parametrize("module,require,hint", [("gepa", "dlmpo.peers.gepa_peer:_require_gepa", "pip install gepa"),
+                                                  ("optuna", "dlmpo.peers.mipro_peer:_require_dspy", "dspy\\[optuna\\]")])
+def test_a_missing_peer_package_is_a_clear_message(monkeypatch, module, require, hint):
+    import importlib
 
+    path, name = require.split(":")
+    check = getattr(importlib.import_module(path), name)
     real_import = builtins.__import__
 
-    def no_gepa(name, *args, **kwargs):
-        if name == "gepa":
+    def without(name, *args, **kwargs):
+        if name == module:
             raise ImportError(name)
         return real_import(name, *args, **kwargs)
 
-    monkeypatch.setattr(builtins, "__import__", no_gepa)
-    with pytest.raises(UserError, match="pip install gepa"):
-        _require_gepa()
+    monkeypatch.setattr(builtins, "__import__", without)
+    with pytest.raises(UserError, match=hint):
+        check()
 
 
 def test_gepa_reflects_with_the_optimizer_model_not_the_target(data_dir, tmp_path):
@@ -87,3 +91,44 @@ def test_gepa_reflects_with_the_optimizer_model_not_the_target(data_dir, tmp_pat
     assert all(r["model"] == "w" for r in writer.requests)
     row = json.loads(proc.stdout.strip().splitlines()[-1])["results"][0]
     assert row["optimizer"] == "gepa" and row["calls"] <= 40
+
+
+def _answer_negative_when_told(body):
+    system = body["messages"][0]["content"] if body["messages"][0]["role"] == "system" else ""
+    return "negative" if "single word negative" in system else "no idea"
+
+
+def test_mipro_searches_the_optimizer_models_instructions_on_the_target(data_dir, tmp_path):
+    pytest.importorskip("dspy")
+    pytest.importorskip("optuna")
+    proposal = "Reply with the single word negative."
+    with FakeOpenAIServer(answer=_answer_negative_when_told) as target, \
+            FakeOpenAIServer(answer=lambda body: proposal) as writer:
+        proc = dlmpo("compare", *TINY, "--candidates", "2", "--target", f"{target.base_url}#t",
+                     "--optimizer-model", f"{writer.base_url}#w", "--optimizers", "mipro", "--seeds", "1",
+                     "--max-calls", "40", "--data-dir", str(data_dir), "--out", str(tmp_path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads(proc.stdout.strip().splitlines()[-1])["results"][0]
+    result = json.loads((tmp_path / "mipro-seed0" / "result.json").read_text())
+    assert result["best_prompt"] == proposal  # the only instruction that gets any answer right
+    assert result["test"]["best"] > result["test"]["seed"] == 0.0
+    assert row["calls"] <= 40 and row["calls"] == len(target.requests) + len(writer.requests)
+    assert writer.requests and all(r["model"] == "w" for r in writer.requests)
+    for request in target.requests:  # the target sees what `dlmpo eval` shows it, not DSPy's field format
+        system, user = request["messages"]
+        assert system["content"] in (result["seed_prompt"], proposal) and "[[ ##" not in user["content"]
+    assert (tmp_path / "mipro-seed0" / "mipro.log").is_file()
+
+
+def test_mipro_with_the_embedded_target_stays_in_budget_or_says_why(data_dir, tmp_path):
+    pytest.importorskip("dspy")
+    pytest.importorskip("optuna")
+    with FakeOpenAIServer(answer=lambda body: "Classify the review's sentiment as positive or negative.") as writer:
+        common = [*TINY, "--target", "embedded", "--optimizer-model", f"{writer.base_url}#w", "--optimizers", "mipro",
+                  "--seeds", "1", "--data-dir", str(data_dir), "--json"]
+        small = dlmpo("compare", *common, "--max-calls", "20", "--out", str(tmp_path / "small"))
+        proc = dlmpo("compare", *common, "--max-calls", "36", "--out", str(tmp_path / "ok"))
+    assert small.returncode == 2 and small.stderr.startswith("error: The budget leaves MIPROv2"), small.stderr
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads(proc.stdout.strip().splitlines()[-1])["results"][0]
+    assert row["optimizer"] == "mipro" and 0 < row["calls"] <= 36

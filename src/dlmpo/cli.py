@@ -425,12 +425,12 @@ RUN_CONFIG = typer.Option(None, help="Settings file shared by every run.")
 
 @app.command("compare")
 def compare_command(
-    optimizers: str = typer.Option("dlm,ar,textgrad,gepa", help="Comma-separated: dlm, ar, textgrad, gepa."),
+    optimizers: str = typer.Option("dlm,ar,textgrad,gepa", help="Comma-separated: dlm, ar, textgrad, gepa, mipro."),
     seeds: int = typer.Option(3, min=1, help="Runs per optimizer (seeds 0..n-1)."),
     task: Optional[str] = RUN_TASK,
     target: Optional[str] = RUN_TARGET,
     dlm: Optional[str] = RUN_DLM,
-    optimizer_model: Optional[str] = typer.Option(None, help="Chat model of ar, textgrad and gepa (reflection)."),
+    optimizer_model: Optional[str] = typer.Option(None, help="Chat model of ar, textgrad, gepa (reflection) and mipro (proposals)."),
     max_calls: Optional[int] = RUN_MAX_CALLS,
     max_cost: Optional[float] = typer.Option(None, help="Dollar budget every run gets."),
     rounds: Optional[int] = RUN_ROUNDS,

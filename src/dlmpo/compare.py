@@ -13,7 +13,8 @@ from dlmpo.errors import UserError
 from dlmpo.optimizer.result import OptimizeResult
 from dlmpo.optimizer.settings import OptimizeSettings
 
-OPTIMIZERS = ("dlm", "ar", "textgrad", "gepa")
+OPTIMIZERS = ("dlm", "ar", "textgrad", "gepa", "mipro")
+PEERS = ("gepa", "mipro")  # run through their own packages
 
 
 async def run_one(settings: OptimizeSettings, optimizer: str, out: Path, on_event=None) -> OptimizeResult:
@@ -25,13 +26,17 @@ async def run_one(settings: OptimizeSettings, optimizer: str, out: Path, on_even
         from dlmpo.peers.gepa_peer import run_gepa
 
         return await run_gepa(settings, out, on_event)
+    if optimizer == "mipro":
+        from dlmpo.peers.mipro_peer import run_mipro
+
+        return await run_mipro(settings, out, on_event)
     from dlmpo.optimizer import Optimizer
 
     return await Optimizer(settings, out, on_event=on_event).run()
 
 
 def settings_for(base: OptimizeSettings, optimizer: str, seed: int) -> OptimizeSettings:
-    return base.model_copy(update={"proposer": "dlm" if optimizer == "gepa" else optimizer, "seed": seed})
+    return base.model_copy(update={"proposer": "dlm" if optimizer in PEERS else optimizer, "seed": seed})
 
 
 def _row(optimizer: str, runs: list[OptimizeResult]) -> dict:
@@ -59,6 +64,10 @@ async def compare(base: OptimizeSettings, optimizers: list[str], seeds: int, out
         from dlmpo.peers.gepa_peer import _require_gepa
 
         _require_gepa()
+    if "mipro" in optimizers:
+        from dlmpo.peers.mipro_peer import _require_dspy
+
+        _require_dspy()
     results: dict[str, list[OptimizeResult]] = {}
     for optimizer in optimizers:
         for seed in range(seeds):

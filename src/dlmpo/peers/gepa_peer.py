@@ -6,15 +6,13 @@ ends GEPA before an iteration could cross it. Install with `pip install gepa`.""
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 from dlmpo.errors import UserError
 from dlmpo.evaluate import evaluate
-from dlmpo.optimizer.budget import Budget
-from dlmpo.optimizer.loop import Optimizer, StopRun
 from dlmpo.optimizer.result import OptimizeResult
 from dlmpo.optimizer.settings import OptimizeSettings
+from dlmpo.peers.common import PeerRun
 
 COMPONENT = "system_prompt"
 
@@ -33,26 +31,11 @@ async def run_gepa(settings: OptimizeSettings, out: str | Path, on_event=None) -
 
     if settings.feedback not in ("metric", "none"):
         raise UserError("GEPA reflects on the task's own feedback: use feedback metric with the gepa optimizer.")
-    opt = Optimizer(settings, out, on_event=on_event)
-    s = opt.s
-    start = time.perf_counter()
-    opt.run_dir.bind_config(s.identity(), s.model_dump())
-    target, _ = opt._open_models(writer=True)
-    writer = opt.writer
-    assert writer is not None
-    budget = Budget([m for m in (target, writer, opt.user_model) if m], max_calls=s.max_calls, max_cost=s.max_cost,
-                    max_tokens=s.max_tokens)
-    opt._emit({"type": "run_start", "resume": False, "estimate": opt.estimate(), "completed_rounds": [],
-               "optimizer": "gepa"})
-    try:
-        seed_val = await opt._eval(target, budget, opt.seed_prompt, opt.val_pool, "val", "seed")
-        seed_test = await opt._eval(target, budget, opt.seed_prompt, opt.test_set, "test", "seed")
-    except StopRun as stop:
-        await target.aclose()
-        raise UserError(f"The budget cannot cover scoring the seed prompt, {stop}.") from None
+    peer = PeerRun("gepa", settings, out, on_event)
+    opt, s, target, writer = peer.opt, peer.s, peer.target, peer.writer
+    seed_val, seed_test = await peer.score_seed()
     loop = asyncio.get_running_loop()
     task = opt.task
-    reserve_calls = len(opt.test_set)  # the best prompt's test evaluation
 
     class Adapter:
         propose_new_texts = None  # GEPA's own reflective proposal, with `reflect` as its language model
@@ -83,15 +66,14 @@ async def run_gepa(settings: OptimizeSettings, out: str | Path, on_event=None) -
     minibatch = min(3, len(opt.train_pool))
 
     def over_budget(_state) -> bool:  # an iteration: 2 minibatch evaluations, a reflection, maybe a full val
-        if s.max_calls is None:
-            return False
-        worst = 2 * minibatch + 1 + len(opt.val_pool)
-        return budget.spend().calls + worst + reserve_calls > s.max_calls
+        left = peer.calls_left()
+        return left is not None and 2 * minibatch + 1 + len(opt.val_pool) > left
 
     # GEPA counts every evaluation, cached or not; without a call budget it gets `rounds` iterations' worth
-    spent = budget.spend().calls
-    metric_calls = (s.max_calls - spent - reserve_calls) if s.max_calls else s.rounds * (2 * minibatch + len(opt.val_pool))
+    left = peer.calls_left()
+    metric_calls = left if left is not None else s.rounds * (2 * minibatch + len(opt.val_pool))
     if metric_calls <= 2 * minibatch:
+        await peer.close()
         raise UserError(f"The budget leaves GEPA {metric_calls} evaluations after scoring the seed prompt: raise it.")
 
     def optimize():
@@ -102,21 +84,6 @@ async def run_gepa(settings: OptimizeSettings, out: str | Path, on_event=None) -
                              display_progress_bar=False)
 
     result = await asyncio.to_thread(optimize)
-    best_prompt = result.best_candidate[COMPONENT]
-    best_val = result.val_aggregate_scores[result.best_idx]
-    opt._emit({"type": "stop", "reason": "gepa", "candidates": result.num_candidates})
-    best_test = await opt._eval(target, None, best_prompt, opt.test_set, "test", "best")
-    opt.run_dir.write_best(best_prompt)
-    spend = budget.spend()
-    out_result = OptimizeResult(
-        run_dir=str(opt.run_dir.path), task=task.name, target=s.target, dlm=f"gepa:{s.optimizer_model}",
-        seed_prompt=opt.seed_prompt, best_prompt=best_prompt,
-        val={"seed": round(seed_val.score, 4), "best": round(best_val, 4)},
-        test={"seed": round(seed_test.score, 4), "best": round(best_test.score, 4)}, rounds=[],
-        stop_reason="gepa", calls=spend.calls, usage={**spend.to_json(), "this_process": target.accounting.to_json()},
-        seconds=time.perf_counter() - start, settings=s.model_dump())
-    out_result.save(opt.run_dir.result_file)
-    opt._emit({"type": "run_end", **out_result.summary()})
-    for model in {id(m): m for m in (target, writer, opt.user_model) if m}.values():
-        await model.aclose()
-    return out_result
+    peer.emit({"type": "stop", "reason": "gepa", "candidates": result.num_candidates})
+    return await peer.finish(result.best_candidate[COMPONENT], result.val_aggregate_scores[result.best_idx],
+                             seed_val, seed_test)

@@ -1,0 +1,224 @@
+"""DSPy's MIPROv2 (the `dspy` package) as a peer, optimizing the same thing dlmpo does: the
+instructions of one predictor, sent to the target as its system prompt (zero-shot: no few-shot
+demos in the prompt). MIPROv2 proposes instructions with our optimizer model and searches them
+with Bayesian optimization over val minibatches, calling our target.
+
+Two seams connect it to dlmpo, both DSPy's own extension points:
+- `ChatModelEngine`, a dspy engine, sends DSPy's requests to a dlmpo chat model (run cache,
+  accounting, budget) on the run's event loop.
+- `TargetAdapter`, a dspy adapter, shows the target exactly what `dlmpo eval` shows it — the
+  instructions as the system message, the task's user message, and the raw answer graded by the
+  task — so every candidate is scored as in a dlmpo run. DSPy's own signatures (the proposer's)
+  keep DSPy's chat format; a small optimizer model that drops the field markers still counts,
+  its whole answer read as the one output field.
+
+The number of search trials is planned from the call budget before the search starts, and every
+call is checked against the budget as it happens: a target call that would cross it is answered
+empty (scored 0) and counted in the `stop` event. Install with `pip install 'dspy[optuna]'`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+from pathlib import Path
+
+from dlmpo.errors import UserError
+from dlmpo.evaluate import build_request, is_episodic
+from dlmpo.lm import ChatModel, ChatRequest
+from dlmpo.optimizer.budget import Spend
+from dlmpo.optimizer.result import OptimizeResult
+from dlmpo.optimizer.settings import OptimizeSettings
+from dlmpo.peers.common import PeerRun
+
+INPUT_FIELD, OUTPUT_FIELD = "user_message", "answer"
+VIEW_DATA_BATCH = 10  # MIPROv2's default: train examples per dataset-summary call
+FULL_EVAL_STEPS = 5  # MIPROv2's default: a full val evaluation every this many minibatch trials
+WRITER_TOKENS = 512
+
+
+def _require_dspy():
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # else litellm fetches a price map on import
+    try:
+        import dspy  # noqa: F401
+        import optuna  # noqa: F401
+    except ImportError:
+        raise UserError("The mipro optimizer needs dspy and optuna: pip install 'dspy[optuna]' (or dlmpo[peers]).") from None
+
+
+class CallGuard:
+    """Runs chat calls on the run's loop, refusing any uncached call the budget cannot cover
+    (calls in flight and the final test evaluation counted as already spent)."""
+
+    def __init__(self, peer: PeerRun):
+        self.peer = peer
+        self.in_flight = 0
+        self.refused = 0
+        self.failed = 0
+
+    async def chat(self, model: ChatModel, request: ChatRequest) -> str:
+        fresh = model.cached(request) is None
+        if fresh:
+            reserve = Spend(self.peer.reserve_calls + self.in_flight, 0, 0, 0.0)
+            if self.peer.budget.refusal(model, [request], reserve):
+                self.refused += 1
+                return ""
+        self.in_flight += fresh
+        try:
+            response = await model.chat(request)
+        finally:
+            self.in_flight -= fresh
+        if response.error is not None:
+            self.failed += 1
+            return ""
+        return response.text
+
+
+class ChatModelEngine:
+    """A dspy engine (complete(Request) -> Response) backed by a dlmpo chat model."""
+
+    def __init__(self, guard: CallGuard, model: ChatModel, loop: asyncio.AbstractEventLoop, *, temperature: float,
+                 max_tokens: int, distinct_samples: bool):
+        self.guard, self.model, self.loop = guard, model, loop
+        self.temperature, self.max_tokens = temperature, max_tokens
+        self.distinct_samples = distinct_samples
+        self.samples = 0
+
+    def complete(self, request):
+        from dspy.lm15 import Message, Response, TextPart, Usage
+
+        messages = []
+        if request.system is not None:
+            system = request.system if isinstance(request.system, str) else "".join(p.text for p in request.system)
+            messages.append({"role": "system", "content": system})
+        messages += [{"role": m.role, "content": m.text or ""} for m in request.messages]
+        self.samples += self.distinct_samples  # a proposal per call: a cached answer would repeat the last one
+        chat = ChatRequest(messages=messages, temperature=self.temperature, max_tokens=self.max_tokens,
+                           sample_index=self.samples)
+        text = asyncio.run_coroutine_threadsafe(self.guard.chat(self.model, chat), self.loop).result()
+        return Response(id=None, model=self.model.backend.model_id, message=Message.assistant([TextPart(text)]),
+                        finish_reason="stop", usage=Usage(input_tokens=0, output_tokens=0, total_tokens=0))
+
+    def stream(self, request):
+        from dspy.lm15 import response_to_events
+
+        return response_to_events(self.complete(request))
+
+    def close(self):
+        pass
+
+
+def _target_adapter(task, by_message: dict, answer_tokens: int):
+    import dspy
+    from dspy.utils.exceptions import AdapterParseError
+
+    def is_target_call(signature) -> bool:
+        return list(signature.input_fields) == [INPUT_FIELD] and list(signature.output_fields) == [OUTPUT_FIELD]
+
+    class TargetAdapter(dspy.ChatAdapter):
+        def format(self, signature, demos, inputs):
+            if not is_target_call(signature):
+                return super().format(signature, demos, inputs)
+            return build_request(task, signature.instructions, by_message[inputs[INPUT_FIELD]], answer_tokens).messages
+
+        def parse(self, signature, completion):
+            if is_target_call(signature):
+                return {OUTPUT_FIELD: completion}
+            try:
+                return super().parse(signature, completion)
+            except AdapterParseError:
+                if len(signature.output_fields) != 1:
+                    raise
+                text = "\n".join(line for line in completion.splitlines() if not line.lstrip().startswith("[[ ##"))
+                return {next(iter(signature.output_fields)): text.strip()}
+
+    return TargetAdapter()
+
+
+def plan_trials(calls_left: int | None, *, candidates: int, train: int, val: int, minibatch: int) -> int:
+    """Trials whose worst-case cost fits the calls left; MIPROv2's own default without a call budget.
+
+    Worst case: the proposer's calls (a dataset summary, then per candidate a program description,
+    a module description and the instruction), the bootstrap run of the seed prompt over train
+    (cached afterwards), a minibatch per trial and a full val evaluation every FULL_EVAL_STEPS
+    trials plus one at the end. The first full evaluation, of the seed prompt, repeats calls
+    already paid."""
+    default = int(max(2 * math.log2(candidates), 1.5 * candidates))
+    if calls_left is None:
+        return default
+    fixed = math.ceil(train / VIEW_DATA_BATCH) + 1 + 3 * candidates + train
+    use_minibatch = val > minibatch
+    trials = 0
+    while True:
+        n = trials + 1
+        cost = n * minibatch + (n // FULL_EVAL_STEPS + 1) * val if use_minibatch else n * val
+        if fixed + cost > calls_left:
+            return trials
+        trials = n
+
+
+async def run_mipro(settings: OptimizeSettings, out: str | Path, on_event=None) -> OptimizeResult:
+    _require_dspy()
+    import dspy
+    from dspy.teleprompt import MIPROv2
+
+    if settings.feedback not in ("metric", "none"):
+        raise UserError("MIPROv2 scores candidates with the task's metric: use feedback metric with the mipro optimizer.")
+    peer = PeerRun("mipro", settings, out, on_event)
+    opt, s = peer.opt, peer.s
+    if is_episodic(opt.task) or not opt.seed_prompt.strip():
+        await peer.close()
+        raise UserError("The mipro optimizer runs single-answer tasks from a non-empty seed prompt.")
+    seed_val, seed_test = await peer.score_seed()
+
+    task = opt.task
+    candidates = s.candidates + 1  # MIPROv2 keeps the seed instruction as candidate 0
+    minibatch = min(s.val_batch, len(opt.val_pool))
+    trials = plan_trials(peer.calls_left(), candidates=candidates, train=len(opt.train_pool),
+                         val=len(opt.val_pool), minibatch=minibatch)
+    if trials < 1:
+        await peer.close()
+        raise UserError(f"The budget leaves MIPROv2 {peer.calls_left()} calls after scoring the seed prompt, "
+                        "too few for its proposals and one trial: raise it.")
+
+    loop = asyncio.get_running_loop()
+    guard = CallGuard(peer)
+    target_lm = dspy.LM("dlmpo/target", engine=ChatModelEngine(
+        guard, peer.target, loop, temperature=0.0, max_tokens=opt.answer_tokens, distinct_samples=False),
+        cache=False, num_retries=0)
+    writer_lm = dspy.LM("dlmpo/optimizer", engine=ChatModelEngine(
+        guard, peer.writer, loop, temperature=s.temperature, max_tokens=WRITER_TOKENS, distinct_samples=True),
+        cache=False, num_retries=0)
+    by_message = {task.user_message(ex): ex for ex in [*opt.train_pool, *opt.val_pool]}
+
+    def as_dspy(examples):
+        return [dspy.Example({INPUT_FIELD: task.user_message(ex), OUTPUT_FIELD: ex.label}).with_inputs(INPUT_FIELD)
+                for ex in examples]
+
+    def metric(example, prediction, trace=None) -> float:
+        return task.grade(by_message[example[INPUT_FIELD]], prediction[OUTPUT_FIELD] or "").score
+
+    signature = dspy.Signature({INPUT_FIELD: dspy.InputField(), OUTPUT_FIELD: dspy.OutputField()}, opt.seed_prompt)
+    mipro = MIPROv2(metric=metric, prompt_model=writer_lm, task_model=target_lm, auto=None, num_candidates=candidates,
+                    max_bootstrapped_demos=0, max_labeled_demos=0, num_threads=s.concurrency or 8, seed=s.seed,
+                    init_temperature=s.temperature, verbose=False, track_stats=False)
+    peer.emit({"type": "plan", "optimizer": "mipro", "trials": trials, "candidates": candidates,
+               "minibatch": minibatch if len(opt.val_pool) > minibatch else None})
+
+    def optimize():  # MIPROv2's own progress bars and prints go to mipro.log in the run directory
+        logging.getLogger("dspy").setLevel(logging.ERROR)
+        with (opt.run_dir.path / "mipro.log").open("w") as log, contextlib.redirect_stdout(log), \
+                contextlib.redirect_stderr(log), dspy.context(adapter=_target_adapter(task, by_message, opt.answer_tokens)):
+            return mipro.compile(dspy.Predict(signature), trainset=as_dspy(opt.train_pool),
+                                 valset=as_dspy(opt.val_pool), num_trials=trials,
+                                 minibatch=len(opt.val_pool) > minibatch, minibatch_size=minibatch,
+                                 minibatch_full_eval_steps=FULL_EVAL_STEPS, view_data_batch_size=VIEW_DATA_BATCH)
+
+    best = await asyncio.to_thread(optimize)
+    best_prompt = best.predictors()[0].signature.instructions
+    peer.emit({"type": "stop", "reason": "mipro", "trials": trials, "refused_calls": guard.refused,
+               "failed_calls": guard.failed})
+    best_val = await opt._eval(peer.target, None, best_prompt, opt.val_pool, "val", "best")
+    return await peer.finish(best_prompt, best_val.score, seed_val, seed_test)
