@@ -43,6 +43,18 @@ class PeerRun:
             raise UserError(f"The budget cannot cover scoring the seed prompt, {stop}.") from None
         return val.score, test.score
 
+    async def run_in_thread(self, search, log_name: str):
+        """The peer's own search, off the event loop (its calls come back to it); a failure inside the
+        peer package closes our models and becomes one sentence pointing at the peer's log."""
+        import asyncio
+
+        try:
+            return await asyncio.to_thread(search)
+        except Exception as exc:
+            await self.close()
+            raise UserError(f"{self.name} stopped with {type(exc).__name__}: {exc} "
+                            f"(its log: {self.opt.run_dir.path / log_name}).") from exc
+
     def calls_left(self) -> int | None:
         """Calls the peer may still spend, keeping the final test evaluation's reserve."""
         if self.s.max_calls is None:

@@ -83,7 +83,7 @@ async def run_gepa(settings: OptimizeSettings, out: str | Path, on_event=None) -
                              stop_callbacks=[over_budget], seed=s.seed, run_dir=str(opt.run_dir.path / "gepa"),
                              display_progress_bar=False)
 
-    result = await asyncio.to_thread(optimize)
+    result = await peer.run_in_thread(optimize, "gepa")
     peer.emit({"type": "stop", "reason": "gepa", "candidates": result.num_candidates})
     return await peer.finish(result.best_candidate[COMPONENT], result.val_aggregate_scores[result.best_idx],
                              seed_val, seed_test)

@@ -216,7 +216,7 @@ async def run_mipro(settings: OptimizeSettings, out: str | Path, on_event=None) 
                                  minibatch=len(opt.val_pool) > minibatch, minibatch_size=minibatch,
                                  minibatch_full_eval_steps=FULL_EVAL_STEPS, view_data_batch_size=VIEW_DATA_BATCH)
 
-    best = await asyncio.to_thread(optimize)
+    best = await peer.run_in_thread(optimize, "mipro.log")
     best_prompt = best.predictors()[0].signature.instructions
     peer.emit({"type": "stop", "reason": "mipro", "trials": trials, "refused_calls": guard.refused,
                "failed_calls": guard.failed})
