@@ -91,6 +91,7 @@ def test_gepa_reflects_with_the_optimizer_model_not_the_target(data_dir, tmp_pat
     assert all(r["model"] == "w" for r in writer.requests)
     row = json.loads(proc.stdout.strip().splitlines()[-1])["results"][0]
     assert row["optimizer"] == "gepa" and row["calls"] <= 40
+    assert "Iteration" not in proc.stdout and "Iteration" in (tmp_path / "gepa-seed0" / "gepa.log").read_text()
 
 
 def _answer_negative_when_told(body):
@@ -118,6 +119,10 @@ def test_mipro_searches_the_optimizer_models_instructions_on_the_target(data_dir
         system, user = request["messages"]
         assert system["content"] in (result["seed_prompt"], proposal) and "[[ ##" not in user["content"]
     assert (tmp_path / "mipro-seed0" / "mipro.log").is_file()
+    events = [json.loads(line) for line in (tmp_path / "mipro-seed0" / "events.jsonl").read_text().splitlines()]
+    searched = next(e for e in events if e["type"] == "stop")["full_val_evaluations"]
+    assert {c["prompt"] for c in searched} == {result["seed_prompt"], proposal}
+    assert max(c["val"] for c in searched) == result["val"]["best"] > result["val"]["seed"]
 
 
 def test_mipro_with_the_embedded_target_stays_in_budget_or_says_why(data_dir, tmp_path):

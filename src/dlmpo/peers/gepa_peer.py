@@ -17,6 +17,17 @@ from dlmpo.peers.common import PeerRun
 COMPONENT = "system_prompt"
 
 
+class _LogFile:
+    """GEPA's logger protocol, writing to a file: its per-iteration log would otherwise fill stdout."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def log(self, message: str) -> None:
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(f"{message}\n")
+
+
 def _require_gepa():
     try:
         import gepa  # noqa: F401
@@ -81,9 +92,9 @@ async def run_gepa(settings: OptimizeSettings, out: str | Path, on_event=None) -
                              valset=list(opt.val_pool), adapter=Adapter(), reflection_lm=reflect,
                              reflection_minibatch_size=minibatch, max_metric_calls=metric_calls,
                              stop_callbacks=[over_budget], seed=s.seed, run_dir=str(opt.run_dir.path / "gepa"),
-                             display_progress_bar=False)
+                             display_progress_bar=False, logger=_LogFile(opt.run_dir.path / "gepa.log"))
 
-    result = await peer.run_in_thread(optimize, "gepa")
+    result = await peer.run_in_thread(optimize, "gepa.log")
     peer.emit({"type": "stop", "reason": "gepa", "candidates": result.num_candidates})
     return await peer.finish(result.best_candidate[COMPONENT], result.val_aggregate_scores[result.best_idx],
                              seed_val, seed_test)

@@ -203,7 +203,7 @@ async def run_mipro(settings: OptimizeSettings, out: str | Path, on_event=None) 
     signature = dspy.Signature({INPUT_FIELD: dspy.InputField(), OUTPUT_FIELD: dspy.OutputField()}, opt.seed_prompt)
     mipro = MIPROv2(metric=metric, prompt_model=writer_lm, task_model=target_lm, auto=None, num_candidates=candidates,
                     max_bootstrapped_demos=0, max_labeled_demos=0, num_threads=s.concurrency or 8, seed=s.seed,
-                    init_temperature=s.temperature, verbose=False, track_stats=False)
+                    init_temperature=s.temperature, verbose=False, track_stats=True)
     peer.emit({"type": "plan", "optimizer": "mipro", "trials": trials, "candidates": candidates,
                "minibatch": minibatch if len(opt.val_pool) > minibatch else None})
 
@@ -218,7 +218,9 @@ async def run_mipro(settings: OptimizeSettings, out: str | Path, on_event=None) 
 
     best = await peer.run_in_thread(optimize, "mipro.log")
     best_prompt = best.predictors()[0].signature.instructions
+    searched = [{"prompt": c["program"].predictors()[0].signature.instructions, "val": round(c["score"] / 100, 4)}
+                for c in getattr(best, "candidate_programs", [])]  # DSPy scores in percent
     peer.emit({"type": "stop", "reason": "mipro", "trials": trials, "refused_calls": guard.refused,
-               "failed_calls": guard.failed})
+               "failed_calls": guard.failed, "full_val_evaluations": searched})
     best_val = await opt._eval(peer.target, None, best_prompt, opt.val_pool, "val", "best")
     return await peer.finish(best_prompt, best_val.score, seed_val, seed_test)
