@@ -63,7 +63,7 @@ def eval_command(
     """Score a system prompt on one split of a task."""
     import json
 
-    from dlmpo.evaluate import evaluate, is_episodic
+    from dlmpo.evaluate import answer_cap, evaluate, is_episodic
     from dlmpo.lm import open_target
     from dlmpo.lm.pricing import PriceTable
     from dlmpo.lm.spec import parse_target_spec
@@ -77,7 +77,7 @@ def eval_command(
     episodic = is_episodic(the_task)
     if not episodic and (trials > 1 or user_model != "scripted"):
         raise UserError("--trials and --user-model apply to τ-bench tasks only.")
-    max_tokens = max_tokens or getattr(the_task, "default_answer_tokens", 16)
+    max_tokens = answer_cap(the_task, max_tokens)
     for note in the_task.notes:
         ui.note(note)
     examples = the_task.examples(split)[:limit] if limit else the_task.examples(split)

@@ -67,6 +67,11 @@ def is_episodic(task: Task) -> bool:
     return hasattr(task, "run_examples")
 
 
+def answer_cap(task: Task, requested: int | None) -> int:
+    """The target's answer length cap: the one asked for, else the task's own (16 tokens for a label)."""
+    return requested or getattr(task, "default_answer_tokens", 16)
+
+
 def budget_requests(task: Task, prompt: str, example: Example, max_tokens: int) -> list[ChatRequest]:
     """The calls one example is expected to cost, for budget checks before a batch runs."""
     if hasattr(task, "budget_requests"):

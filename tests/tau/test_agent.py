@@ -10,7 +10,7 @@ from dlmpo.lm.tool_prompt import parse_tool_calls, render_messages
 from dlmpo.tasks import get_task
 from dlmpo.tau.agent import pass_hat_k, run_episode
 from dlmpo.tau.reward import GoldHashes
-from dlmpo.tau.users import STOP, ScriptedUser
+from dlmpo.tau.users import STOP, LLMUser, ScriptedUser
 from tests.support.fake_openai_server import FakeOpenAIServer
 
 
@@ -95,6 +95,25 @@ def test_step_limit_and_transfer_end_episodes(airline_task, tmp_path):
             ep = asyncio.run(run_episode(domain, task, model, ScriptedUser(), domain.policy,
                                          gold=GoldHashes(domain), max_steps=5))
         assert ep.ended_by == ended and ep.agent_steps == steps and ep.reward.reward == 0.0
+
+
+def test_a_user_simulator_failing_at_once_breaks_the_episode(airline_task, tmp_path):
+    domain = airline_task.domain
+    task = next(t for t in domain.tasks["test"] if not t.actions)  # doing nothing would score 1
+    with FakeOpenAIServer() as server:
+        server.faults += ["500"]
+        model = open_target(f"{server.base_url}#u", use_cache=False)
+        model.retry.max_retries = 0  # the simulated customer's first call fails for good
+
+        async def go():
+            try:
+                return await run_episode(domain, task, model, LLMUser(model), domain.policy, gold=GoldHashes(domain))
+            finally:
+                await model.aclose()
+
+        ep = asyncio.run(go())
+    assert ep.ended_by == "user error" and ep.error and ep.agent_steps == 0
+    assert ep.reward.database_ok and ep.reward.reward == 0.0
 
 
 def test_pass_hat_k():

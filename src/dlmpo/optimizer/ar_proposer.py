@@ -63,7 +63,7 @@ class ARProposer:
         rng = random.Random(f"{self.seed}:{round_index}:mask")
         masked = [apply_strategy(self.strategy, i, incumbent, rng, self._count, n=self.mask_tokens,
                                  ratio=self.span_ratio, span_length=self.span_length) for i in range(k)]
-        traces = "\n\n".join(c.render(i, 160, 96, _WordTokenizer()) for i, c in enumerate(context, 1))
+        traces = render_traces(context)
         proposals = []
         for i, (text, strategy) in enumerate(masked):
             blanks, sizes = render_blanks(text)
@@ -88,3 +88,8 @@ class _WordTokenizer:
 
     def decode(self, ids):
         return " ".join(ids)
+
+
+def render_traces(context: list[ContextItem]) -> str:
+    """The traces as a chat model's writers read them: numbered, each field capped by words."""
+    return "\n\n".join(c.render(i, 160, 96, _WordTokenizer()) for i, c in enumerate(context, 1))

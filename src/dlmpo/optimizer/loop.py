@@ -15,11 +15,11 @@ from typing import Callable
 
 from dlmpo.dlm import ContextItem, SamplerConfig, load_dlm
 from dlmpo.errors import UserError
-from dlmpo.evaluate import EvalResult, Trace, budget_requests, evaluate
+from dlmpo.evaluate import EvalResult, Trace, answer_cap, budget_requests, evaluate
 from dlmpo.lm import ChatModel, Usage, open_target
 from dlmpo.lm.pricing import PriceTable
 from dlmpo.optimizer.budget import Budget, Spend
-from dlmpo.optimizer.feedback import FeedbackSource, HumanFeedback, JudgeFeedback, MetricFeedback, NoFeedback
+from dlmpo.optimizer.feedback import JUDGE_INSTRUCTION, FeedbackSource, HumanFeedback, JudgeFeedback, MetricFeedback, NoFeedback
 from dlmpo.optimizer.guards import PromptGuard
 from dlmpo.optimizer.proposers import DLMProposer, Proposer
 from dlmpo.optimizer.result import OptimizeResult, RoundRecord
@@ -63,7 +63,7 @@ class Optimizer:
         self.test_set = test[: settings.test_size] if settings.test_size else test
         if not self.train_pool or not self.val_pool or not self.test_set:
             raise UserError(f"Task '{self.task.name}' needs train, val and test examples.")
-        self.answer_tokens = settings.max_answer_tokens or getattr(self.task, "default_answer_tokens", 16)
+        self.answer_tokens = answer_cap(self.task, settings.max_answer_tokens)
         self.prompt_chars = settings.max_prompt_chars or max(4000, int(1.5 * len(self.seed_prompt)))
         self.guard = PromptGuard(self.prompt_chars, settings.copy_ngram)
         self.user_model: ChatModel | None = None  # τ-bench's simulated customer, when it is a chat model
@@ -109,8 +109,6 @@ class Optimizer:
     def _feedback(self, judge: ChatModel | None) -> FeedbackSource:
         if self.s.feedback == "judge":
             assert judge is not None
-            from dlmpo.optimizer.feedback import JUDGE_INSTRUCTION
-
             return JudgeFeedback(judge, getattr(self.task, "judge_instruction", JUDGE_INSTRUCTION))
         if self.s.feedback == "human":
             return HumanFeedback(self.s.human_notes)

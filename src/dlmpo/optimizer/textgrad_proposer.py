@@ -9,7 +9,7 @@ import time
 
 from dlmpo.dlm import ContextItem
 from dlmpo.lm import ChatModel, ChatRequest
-from dlmpo.optimizer.ar_proposer import _WordTokenizer
+from dlmpo.optimizer.ar_proposer import render_traces
 from dlmpo.optimizer.proposers import Proposal
 
 CRITIQUE = (
@@ -40,7 +40,7 @@ class TextGradProposer:
         self.max_prompt_tokens = max_prompt_tokens
 
     async def propose(self, incumbent: str, context: list[ContextItem], k: int, round_index: int) -> list[Proposal]:
-        traces = "\n\n".join(c.render(i, 160, 96, _WordTokenizer()) for i, c in enumerate(context, 1))
+        traces = render_traces(context)
         start = time.perf_counter()
         critique = await self.model.chat(ChatRequest(
             messages=[{"role": "system", "content": CRITIQUE},

@@ -15,6 +15,8 @@ from dlmpo.optimizer.settings import OptimizeSettings
 
 class PeerRun:
     def __init__(self, name: str, settings: OptimizeSettings, out: str | Path, on_event=None):
+        if settings.feedback not in ("metric", "none"):
+            raise UserError(f"{name} scores candidates with the task's own metric and feedback: use feedback metric.")
         self.name = name
         self.opt = Optimizer(settings, out, on_event=on_event)
         self.s = s = self.opt.s

@@ -40,8 +40,6 @@ async def run_gepa(settings: OptimizeSettings, out: str | Path, on_event=None) -
     import gepa
     from gepa.core.adapter import EvaluationBatch
 
-    if settings.feedback not in ("metric", "none"):
-        raise UserError("GEPA reflects on the task's own feedback: use feedback metric with the gepa optimizer.")
     peer = PeerRun("gepa", settings, out, on_event)
     opt, s, target, writer = peer.opt, peer.s, peer.target, peer.writer
     seed_val, seed_test = await peer.score_seed()

@@ -164,8 +164,6 @@ async def run_mipro(settings: OptimizeSettings, out: str | Path, on_event=None) 
     import dspy
     from dspy.teleprompt import MIPROv2
 
-    if settings.feedback not in ("metric", "none"):
-        raise UserError("MIPROv2 scores candidates with the task's metric: use feedback metric with the mipro optimizer.")
     peer = PeerRun("mipro", settings, out, on_event)
     opt, s = peer.opt, peer.s
     if is_episodic(opt.task) or not opt.seed_prompt.strip():

@@ -51,11 +51,12 @@ async def run_episode(domain: Domain, task: TauTask, agent: ChatModel, user: Use
     steps = [Step("user", first)]
     replies: list[str] = []
     usage = Usage()
-    ended_by, error = "step limit", None
-    done = STOP in first
-    if done:
-        ended_by = "user stop"
-    for _ in range(0 if done else max_steps):
+
+    def user_ended() -> tuple[str, str | None]:  # a simulated user whose own model call failed breaks the episode
+        return ("user error", user.failed) if user.failed else ("user stop", None)
+
+    ended_by, error = user_ended() if STOP in first else ("step limit", None)
+    for _ in range(0 if STOP in first else max_steps):
         response = await agent.chat(ChatRequest(messages=list(messages), tools=domain.tool_schemas, temperature=0.0,
                                                 max_tokens=max_tokens, sample_index=trial))
         usage.add(response.usage)
@@ -80,7 +81,7 @@ async def run_episode(domain: Domain, task: TauTask, agent: ChatModel, user: Use
         said = await user.reply(text)
         steps.append(Step("user", said))
         if STOP in said:
-            ended_by, error = ("user error", user.failed) if user.failed else ("user stop", None)
+            ended_by, error = user_ended()
             break
         messages.append({"role": "user", "content": said})
     reward = score(task, env.hash(), gold(task), replies, truncated=ended_by == "step limit", broken=error is not None)

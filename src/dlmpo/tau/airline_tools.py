@@ -20,19 +20,23 @@ NEW_RESERVATION_IDS = ("HATHAT", "HATHAU", "HATHAV")  # a task makes at most thr
 NEW_CERTIFICATE_IDS = ("certificate_3221322", "certificate_3221323", "certificate_3221324")
 
 
-def _flight_on(db: dict, flight_number: str, date: str, cabin: str, seats: int) -> tuple[dict | None, str | None]:
-    """The flight's row and date entry, or the error the agent sees."""
-    if flight_number not in db["flights"]:
-        return None, f"Error: flight {flight_number} not found"
-    row = db["flights"][flight_number]
+def _price_leg(db: dict, flight: dict, cabin: str, seats: int) -> str | None:
+    """Fill a booked leg's price, origin and destination from the flight's schedule; the error the
+    agent sees when the flight cannot take `seats` more in `cabin`, else None."""
+    number, date = flight["flight_number"], flight["date"]
+    if number not in db["flights"]:
+        return f"Error: flight {number} not found"
+    row = db["flights"][number]
     if date not in row["dates"]:
-        return None, f"Error: flight {flight_number} not found on date {date}"
+        return f"Error: flight {number} not found on date {date}"
     day = row["dates"][date]
     if day["status"] != "available":
-        return None, f"Error: flight {flight_number} not available on date {date}"
+        return f"Error: flight {number} not available on date {date}"
     if day["available_seats"][cabin] < seats:
-        return None, f"Error: not enough seats on flight {flight_number}"
-    return row, None
+        return f"Error: not enough seats on flight {number}"
+    flight["price"] = day["prices"][cabin]
+    flight["origin"], flight["destination"] = row["origin"], row["destination"]
+    return None
 
 
 def book_reservation(db, user_id, origin, destination, flight_type, cabin, flights, passengers, payment_methods,
@@ -50,11 +54,9 @@ def book_reservation(db, user_id, origin, destination, flight_type, cabin, fligh
     }
     total = 0
     for flight in reservation["flights"]:
-        row, error = _flight_on(db, flight["flight_number"], flight["date"], cabin, len(passengers))
+        error = _price_leg(db, flight, cabin, len(passengers))
         if error:
             return error
-        flight["price"] = row["dates"][flight["date"]]["prices"][cabin]
-        flight["origin"], flight["destination"] = row["origin"], row["destination"]
         total += flight["price"] * len(passengers)
     if insurance == "yes":
         total += 30 * len(passengers)
@@ -200,11 +202,9 @@ def update_reservation_flights(db, reservation_id, cabin, flights, payment_id) -
             source = kept[0]
             flight["price"], flight["origin"], flight["destination"] = source["price"], source["origin"], source["destination"]
         else:
-            row, error = _flight_on(db, flight["flight_number"], flight["date"], cabin, seats)
+            error = _price_leg(db, flight, cabin, seats)
             if error:
                 return error
-            flight["price"] = row["dates"][flight["date"]]["prices"][cabin]
-            flight["origin"], flight["destination"] = row["origin"], row["destination"]
         total += flight["price"] * seats
     total -= sum(f["price"] for f in reservation["flights"]) * seats
     error = _charge(db, reservation, payment_id, total)

@@ -15,8 +15,7 @@ from dlmpo.errors import UserError
 from dlmpo.tau.domain import Domain, TauTask
 from dlmpo.tau.environment import Environment
 from dlmpo.tau.reward import GoldHashes, score
-
-STOP = "###STOP###"
+from dlmpo.tau.users import STOP
 
 
 @dataclass

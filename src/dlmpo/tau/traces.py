@@ -47,8 +47,8 @@ def result_text(output: str) -> str:
     return "ok"
 
 
-def describe(domain: Domain, episode: Episode) -> tuple[str, str]:
-    """(compact transcript, feedback sentence) of one episode."""
+def describe(domain: Domain, episode: Episode) -> str:
+    """A compact transcript of one episode."""
     lines: list[str] = []
     lookups = 0
     for step in (s for s in episode.steps if s.kind == "tool"):
@@ -64,7 +64,7 @@ def describe(domain: Domain, episode: Episode) -> tuple[str, str]:
     head = f"{episode.agent_steps} steps, {lookups} lookups, ended by {episode.ended_by}."
     body = " | ".join(lines) if lines else "no database action"
     final = f"Final reply: {_clip(replies[-1], 240)}" if replies else "No reply."
-    return f"{head} Actions: {body}. {final}", feedback(domain, episode)
+    return f"{head} Actions: {body}. {final}"
 
 
 def feedback(domain: Domain, episode: Episode) -> str:
@@ -101,8 +101,8 @@ def gold_text(episode: Episode, domain: Domain) -> str:
 
 
 def to_trace(domain: Domain, episode: Episode) -> Trace:
-    transcript, note = describe(domain, episode)
     goal = "Customer goal: " + _clip(episode.task.instruction, 700)
-    return Trace(example_id=episode.task.id, user=goal, output=transcript,
+    return Trace(example_id=episode.task.id, user=goal, output=describe(domain, episode),
                  prediction="success" if episode.reward.reward == 1.0 else "failure",
-                 gold=gold_text(episode, domain), score=episode.reward.reward, feedback=note, error=episode.error)
+                 gold=gold_text(episode, domain), score=episode.reward.reward, feedback=feedback(domain, episode),
+                 error=episode.error)
