@@ -153,7 +153,8 @@ def eval_command(
 
 @app.command("infill")
 def infill_command(
-    dlm: str = typer.Option(..., help="DLM specifier: dream:, llada:, mlm:<repo-or-path> or tiny-random:<arch>."),
+    dlm: str = typer.Option("embedded", help="DLM specifier: embedded, dream:, llada:, mlm:<repo-or-path>, smollm2:base, "
+                                             "tiny-random:<arch>."),
     text: str = typer.Option(..., help="Text with masks: [MASK:n] or the model's own mask token."),
     context: Optional[Path] = typer.Option(None, help="JSONL traces {query|user, output, score?, feedback?}."),
     examples: Optional[Path] = typer.Option(None, help="JSONL input -> output examples for template infilling."),
@@ -191,11 +192,7 @@ def infill_command(
                    "output": r.get("output", r.get("assistant"))} for _, r in read_objects(examples, "Examples")]
         instruction = EXAMPLES_INSTRUCTION
     start = time.perf_counter()
-    model = load_dlm(dlm, device)
-    if adapter is not None:
-        from dlmpo.train import load_trained
-
-        load_trained(model, adapter)
+    model = load_dlm(dlm, device, adapter=adapter)
     result = infill(model, text, context=items, instruction=instruction, n_candidates=candidates, sampler=cfg)
     seconds = time.perf_counter() - start
     for note in result.notes:
@@ -221,6 +218,8 @@ def _event_printer(ui: Output):
             ui.print(("resuming: rounds done " + str(e["completed_rounds"]) + "\n" if e["resume"] else "")
                      + f"estimate (no cache hits, full batches): {est['calls']} target calls, "
                      f"~{est['prompt_tokens'] + est['completion_tokens']} tokens, ~${est['cost_usd']:.4f}")
+            if e.get("val_warning"):
+                ui.note(e["val_warning"])
         elif kind == "eval" and e["which"] in ("seed", "best"):
             ui.print(f"{e['which']} prompt on {e['split']}: {e['score']:.4f} (n={e['n']}, parse failures {e['parse_failures']})")
         elif kind == "eval" and e["which"] == "traces":
@@ -233,7 +232,8 @@ def _event_printer(ui: Output):
                          f"(+{e['wins']}/-{e['losses']} vs incumbent), {e['nfe']} DLM forwards {e['dlm_seconds']:.1f}s")
         elif kind == "decision":
             verdict = "accepted" if e["accepted"] else "kept incumbent"
-            ui.print(f"  challenger {e['index']} on full val {e['val']:.4f} vs {e['incumbent_val']:.4f}: {verdict}")
+            ui.print(f"  challenger {e['index']} on full val {e['val']:.4f} vs {e['incumbent_val']:.4f} "
+                     f"(+{e['wins']}/-{e['losses']}, sign test p {e['p_value']:.3g} vs {e['level']:.3g}): {verdict}")
         elif kind == "round_end":
             sp = e["spend"]
             ui.print(f"  best val {e['best_val']:.4f} | spent {sp['calls']} calls, {sp['total_tokens']} tokens, ${sp['cost_usd']:.4f}")
@@ -255,7 +255,8 @@ def default_run_dir(identity: dict) -> Path:
 def optimize_command(
     task: Optional[str] = typer.Option(None, help="Built-in task or task config file [default: sst2]."),
     target: Optional[str] = typer.Option(None, help="Target model specifier [default: embedded]."),
-    dlm: Optional[str] = typer.Option(None, help="DLM specifier [default: mlm:dllm-hub/ModernBERT-base-chat-v0.1]."),
+    dlm: Optional[str] = typer.Option(None, help="DLM specifier [default: embedded]."),
+    adapter: Optional[Path] = typer.Option(None, help="Output directory of `dlmpo train` to apply to --dlm."),
     proposer: Optional[str] = typer.Option(None, help="dlm; ar (a chat model fills the blanks); textgrad (critique, rewrite)."),
     optimizer_model: Optional[str] = typer.Option(None, help="Chat-model specifier of the ar and textgrad proposers [default: embedded]."),
     rounds: Optional[int] = typer.Option(None, help="Optimization rounds [default: 5]."),
@@ -297,7 +298,8 @@ def optimize_command(
 
     ui = Output(json_out)
     overrides = dict(
-        task=task, target=target, dlm=dlm, proposer=proposer, optimizer_model=optimizer_model, rounds=rounds,
+        task=task, target=target, dlm=dlm, adapter=str(adapter) if adapter else None, proposer=proposer,
+        optimizer_model=optimizer_model, rounds=rounds,
         candidates=candidates, steps=steps,
         mask_tokens=mask_tokens, strategy=strategy, feedback=feedback, judge=judge, user_model=user_model,
         human_notes=human_notes,
@@ -349,20 +351,26 @@ def report_command(
 
 @app.command("train")
 def train_command(
-    dlm: str = typer.Option(..., help="Base DLM specifier (dream:, llada:, mlm:, tiny-random:)."),
-    data: Path = typer.Option(..., help="JSONL chat examples: {messages: [...]} or {system?, user, assistant}."),
-    out: Path = typer.Option(..., help="Output directory (re-run to resume)."),
+    dlm: str = typer.Option(..., help="Base DLM specifier (smollm2:base, dream:, llada:, mlm:, tiny-random:)."),
+    data: Path = typer.Option(..., help="JSONL rows: canvas {prompt, context?} or chat {messages} / {system?, user, assistant}."),
+    out: Path = typer.Option(..., help="Output directory (re-run the same command to resume)."),
     eval_data: Optional[Path] = typer.Option(None, help="Held-out JSONL for loss and masked-token accuracy."),
-    masking: str = typer.Option("joint", help="joint (prompt and response) or response (conventional SFT)."),
+    masking: str = typer.Option("joint", help="joint (every token) or target (only the text the DLM writes)."),
+    span_fraction: float = typer.Option(0.0, help="Share of sequences masked as the optimizer masks: target spans only."),
+    attention: str = typer.Option("full", help="full, block:B (block-causal) or anneal:N (causal opened over N steps)."),
     full: bool = typer.Option(False, "--full", help="Full fine-tuning instead of LoRA."),
     lora_rank: int = typer.Option(16, help="LoRA rank."),
-    steps: int = typer.Option(200, help="Optimizer steps."),
+    train_mask_row: bool = typer.Option(False, help="Also train the mask token's embedding row."),
+    steps: int = typer.Option(200, help="Optimizer steps in all (raise it to continue a finished run)."),
     batch_size: int = typer.Option(8, help="Sequences per step."),
     lr: float = typer.Option(2e-4, help="Learning rate."),
-    max_length: int = typer.Option(512, help="Tokens per sequence."),
+    warmup: int = typer.Option(10, help="Warm-up steps."),
+    max_length: int = typer.Option(512, help="Tokens per sequence (longer examples are dropped and counted)."),
     eval_every: int = typer.Option(50, help="Evaluate every N steps."),
     save_every: int = typer.Option(100, help="Checkpoint every N steps."),
-    eval_on: str = typer.Option("prompt", help="Held-out metric on prompt, response or all tokens."),
+    eval_on: str = typer.Option("target", help="Held-out metric on target, context or all tokens."),
+    bf16: bool = typer.Option(False, help="bf16 autocast (faster on recent CPUs and GPUs)."),
+    time_limit: Optional[str] = typer.Option(None, help="Stop cleanly and save after this long, e.g. 110m or 2h."),
     seed: int = typer.Option(0, help="Random seed."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, ..."),
     json_out: bool = JSON_OPT,
@@ -372,15 +380,20 @@ def train_command(
 
     ui = Output(json_out)
     cfg = TrainConfig(dlm=dlm, data=str(data), out=str(out), eval_data=str(eval_data) if eval_data else None,
-                      masking=masking, lora=not full, lora_rank=lora_rank, lora_alpha=2 * lora_rank, steps=steps,
-                      batch_size=batch_size, lr=lr, max_length=max_length, eval_every=eval_every,
-                      save_every=save_every, eval_on=eval_on, seed=seed, device=device)
+                      masking=masking, span_fraction=span_fraction, attention=attention, lora=not full,
+                      lora_rank=lora_rank, lora_alpha=2 * lora_rank, train_mask_row=train_mask_row, steps=steps,
+                      batch_size=batch_size, lr=lr, warmup=warmup, max_length=max_length, eval_every=eval_every,
+                      save_every=save_every, eval_on=eval_on, bf16=bf16, seed=seed,
+                      time_limit=parse_duration(time_limit) if time_limit else None, device=device)
 
     def show(e):
         if e["type"] == "eval":
             ui.print(f"step {e['step']}: held-out {eval_on} tokens loss {e['loss']:.4f}, accuracy {e['accuracy']:.4f}")
         elif e["type"] == "resume":
-            ui.print(f"resuming at step {e['step']}")
+            ui.print(f"resuming at step {e['step']} ({e['tokens_seen']:,} tokens seen)")
+        elif e["type"] == "data" and (e["train_dropped"] or e["held_out_dropped"]):
+            ui.print(f"{e['train_dropped']} training and {e['held_out_dropped']} held-out examples are longer than "
+                     f"{e['max_length']} tokens and were left out")
 
     trainer = Trainer(cfg, on_log=show)
     with ui.progress() as progress:
@@ -390,8 +403,21 @@ def train_command(
             progress.update(bar, completed=step, status=f"loss {last['loss']:.3f} acc {last['masked_acc']:.3f}")
 
         summary = trainer.run(progress=tick)
-    ui.print(f"done: {summary['steps']} steps in {summary['seconds']}s, weights {summary['weights_mb']} MB in {out}")
+    if summary["finished"]:
+        ui.print(f"done: {summary['steps']} steps, {summary['tokens_seen']:,} tokens, weights {summary['weights_mb']} MB in {out}")
+    else:
+        ui.print(f"stopped at the time limit after step {summary['steps']} of {steps}: run the same command to resume")
     ui.emit_json(summary)
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '110m', '2h' or plain seconds, in seconds; one sentence otherwise."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if not match or float(match.group(1)) <= 0:
+        raise UserError(f"Cannot read the duration '{text}': write e.g. 90s, 110m or 2h.")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 
 def _comparison_settings(config, sets, **flags):
@@ -415,6 +441,7 @@ RUN_TARGET = typer.Option(None, help="Target model specifier [default: embedded]
 RUN_DLM = typer.Option(None, help="DLM specifier of the dlm optimizer.")
 RUN_MAX_CALLS = typer.Option(None, help="The call budget of every run (target + optimizer-model calls).")
 RUN_ROUNDS = typer.Option(None, help="Rounds [default: 5].")
+RUN_ADAPTER = typer.Option(None, help="Output directory of `dlmpo train` to apply to --dlm.")
 RUN_CANDIDATES = typer.Option(None, help="Candidates per round [default: 4].")
 RUN_TRAIN = typer.Option(None, help="Train pool.")
 RUN_VAL = typer.Option(None, help="Validation pool.")
@@ -430,6 +457,7 @@ def compare_command(
     task: Optional[str] = RUN_TASK,
     target: Optional[str] = RUN_TARGET,
     dlm: Optional[str] = RUN_DLM,
+    adapter: Optional[Path] = RUN_ADAPTER,
     optimizer_model: Optional[str] = typer.Option(None, help="Chat model of ar, textgrad, gepa (reflection) and mipro (proposals)."),
     max_calls: Optional[int] = RUN_MAX_CALLS,
     max_cost: Optional[float] = typer.Option(None, help="Dollar budget every run gets."),
@@ -448,7 +476,7 @@ def compare_command(
     from dlmpo.compare import compare
 
     ui = Output(json_out)
-    base = _comparison_settings(config, sets, task=task, target=target, dlm=dlm, optimizer_model=optimizer_model,
+    base = _comparison_settings(config, sets, task=task, target=target, dlm=dlm, adapter=adapter, optimizer_model=optimizer_model,
                                 max_calls=max_calls, max_cost=max_cost, rounds=rounds, candidates=candidates,
                                 train_size=train_size, val_size=val_size, test_size=test_size, data_dir=data_dir)
     names = [o.strip() for o in optimizers.split(",") if o.strip()]
@@ -470,6 +498,7 @@ def sweep_command(
     task: Optional[str] = RUN_TASK,
     target: Optional[str] = RUN_TARGET,
     dlm: Optional[str] = RUN_DLM,
+    adapter: Optional[Path] = RUN_ADAPTER,
     max_calls: Optional[int] = RUN_MAX_CALLS,
     rounds: Optional[int] = RUN_ROUNDS,
     candidates: Optional[int] = RUN_CANDIDATES,
@@ -486,7 +515,7 @@ def sweep_command(
     from dlmpo.compare import sweep
 
     ui = Output(json_out)
-    base = _comparison_settings(config, sets, task=task, target=target, dlm=dlm, max_calls=max_calls, rounds=rounds,
+    base = _comparison_settings(config, sets, task=task, target=target, dlm=dlm, adapter=adapter, max_calls=max_calls, rounds=rounds,
                                 candidates=candidates, train_size=train_size, val_size=val_size, test_size=test_size,
                                 data_dir=data_dir)
     chosen = [v.strip() for v in values.split(",") if v.strip()]

@@ -7,7 +7,8 @@ import torch
 
 from dlmpo.dlm import load_dlm
 from dlmpo.errors import DataError, UserError
-from dlmpo.train import TrainConfig, Trainer, evaluate_masked, load_trained
+from dlmpo.dlm.adapter import load_adapter
+from dlmpo.train import TrainConfig, Trainer, evaluate_masked
 from dlmpo.train.data import encode, read_chat_jsonl, response_end_id
 from dlmpo.train.objective import apply_masks, maskable
 
@@ -27,8 +28,8 @@ def test_joint_masks_prompt_tokens_response_does_not():
     real = torch.ones_like(resp)
     gen = torch.Generator().manual_seed(0)
     ids = torch.arange(10)[None]
-    _, joint, _ = apply_masks(ids, maskable(resp, real, "joint"), 99, gen, ratio=1.0)
-    _, only_resp, _ = apply_masks(ids, maskable(resp, real, "response"), 99, gen, ratio=1.0)
+    _, joint, _, _ = apply_masks(ids, maskable(resp, real, "joint"), 99, gen, ratio=1.0)
+    _, only_resp, _, _ = apply_masks(ids, maskable(resp, real, "target"), 99, gen, ratio=1.0)
     assert joint[0, 1:].all() and not joint[0, 0]  # the first token always stays
     assert only_resp[0, 6:].all() and not only_resp[0, :6].any()
 
@@ -36,7 +37,7 @@ def test_joint_masks_prompt_tokens_response_does_not():
 def test_encode_marks_the_response(data):
     dlm = load_dlm("tiny-random:dream", "cpu")
     enc = encode(dlm.tokenizer, read_chat_jsonl(data)[0], 512, dlm.tokenizer.eos_token_id)
-    response = [t for t, r in zip(enc.input_ids, enc.is_response) if r]
+    response = [t for t, r in zip(enc.input_ids, enc.is_target) if r]
     assert dlm.tokenizer.decode(response[:-1]) == "negative" and response[-1] == dlm.tokenizer.eos_token_id
 
 
@@ -49,7 +50,7 @@ def test_training_lowers_held_out_loss(arch, data, tmp_path):
     assert summary["eval_after"]["loss"] < summary["eval_before"]["loss"]
     assert (tmp_path / "run" / "model.safetensors").is_file()
     # the weights load back onto a fresh base and reproduce the evaluation
-    dlm = load_trained(load_dlm(f"tiny-random:{arch}", "cpu"), tmp_path / "run")
+    dlm = load_adapter(load_dlm(f"tiny-random:{arch}", "cpu"), tmp_path / "run")
     examples = [encode(dlm.tokenizer, m, 512, response_end_id(dlm.tokenizer)) for m in read_chat_jsonl(data)]
     again = evaluate_masked(dlm, examples, on="all")
     assert again["loss"] == pytest.approx(summary["eval_after"]["loss"], rel=1e-4)
@@ -76,7 +77,8 @@ def test_resume_continues_to_the_same_weights(data, tmp_path):
     Trainer(TrainConfig(**base, out=str(tmp_path / "b"), steps=8)).run()  # resumed
     a = load_file(str(tmp_path / "a" / "model.safetensors"))
     b = load_file(str(tmp_path / "b" / "model.safetensors"))
-    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    # equal up to the bf16 rounding of the Adam moments kept in the checkpoint
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-4) for k in a)
 
 
 def test_bad_inputs(tmp_path, data):
@@ -85,6 +87,8 @@ def test_bad_inputs(tmp_path, data):
         read_chat_jsonl(tmp_path / "bad.jsonl")
     with pytest.raises(UserError, match="Unknown masking"):
         Trainer(TrainConfig(dlm="tiny-random:dream", data=str(data), out=str(tmp_path), masking="prompt"))
+    with pytest.raises(UserError, match="Unknown attention"):
+        Trainer(TrainConfig(dlm="tiny-random:dream", data=str(data), out=str(tmp_path), attention="block"))
 
 
 def test_cli_train_json(data, tmp_path):

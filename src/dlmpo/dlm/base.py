@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 
 import torch
 
-from dlmpo.dlm.modeling import KV, BidirectionalLM
+from dlmpo.dlm.modeling import KV, BidirectionalLM, attention_pattern
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -32,6 +32,10 @@ class DiffusionLM(ABC):
     max_length: int
     device: torch.device
     supports_kv_reuse: bool = False
+    # the attention the model was trained with, and where the canvas puts the traces: a
+    # block-causal DLM must read the traces before the prompt it rewrites
+    attention: str = "full"
+    canvas_order: str = "prompt_first"
 
     def __init__(self, model, tokenizer, *, name: str, family: str, mask_token_id: int, shift: bool,
                  max_length: int, device: torch.device):
@@ -75,16 +79,22 @@ class DiffusionLM(ABC):
 class NativeDLM(DiffusionLM):
     """Our own bidirectional transformer: Dream and Llama-shaped DLMs, with K/V reuse."""
 
-    supports_kv_reuse = True
     model: BidirectionalLM
 
     @property
     def vocab_size(self) -> int:
         return self.model.config.vocab_size
 
+    @property
+    def supports_kv_reuse(self) -> bool:  # the cached path assumes full attention
+        return self.attention == "full"
+
+    def _pattern(self, length: int):
+        return attention_pattern(self.attention, length, self.device)
+
     @torch.inference_mode()
     def raw_logits(self, input_ids, rows=None):
-        return self.model(input_ids, rows=rows)[0].float()
+        return self.model(input_ids, rows=rows, pattern=self._pattern(input_ids.shape[1]))[0].float()
 
     @torch.inference_mode()
     def raw_logits_with_kv(self, input_ids, rows):

