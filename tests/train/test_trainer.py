@@ -103,3 +103,90 @@ def test_cli_train_json(data, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1])["candidates"][0]["nfe"] <= 2
+
+
+CANVAS_ROWS = [{"prompt": f"You classify movie reviews. Rule {i}: answer in one word.",
+                "context": [{"query": f"Review {i}: fine film", "output": "positive", "score": 0,
+                             "feedback": "Expected 'negative'."}]} for i in range(6)]
+
+
+@pytest.fixture
+def canvas_data(tmp_path):
+    path = tmp_path / "canvas.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in CANVAS_ROWS))
+    return path
+
+
+@pytest.mark.parametrize("attention,first", [("full", "prompt"), ("block:8", "context")])
+def test_canvas_rows_target_the_prompt_in_the_models_canvas_order(attention, first):
+    from dlmpo.dlm.adapter import configure_for
+    from dlmpo.train.data import encode_canvas
+
+    dlm = load_dlm("tiny-random:dream", "cpu")
+    configure_for(dlm, attention)
+    enc = encode_canvas(dlm, CANVAS_ROWS[0], 512)
+    target = [t for t, flag in zip(enc.input_ids, enc.is_target) if flag]
+    assert dlm.tokenizer.decode(target) == CANVAS_ROWS[0]["prompt"]
+    text = dlm.tokenizer.decode(enc.input_ids)
+    assert (text.index("Rule 0") < text.index("Review 0")) == (first == "prompt")
+    assert encode_canvas(dlm, CANVAS_ROWS[0], 10) is None  # too long: dropped, never cut
+
+
+def test_attention_patterns_by_hand():
+    from dlmpo.dlm.modeling import attention_pattern
+
+    block = attention_pattern("block:2", 5).int().tolist()
+    assert block == [[1, 1, 0, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 1, 0], [1, 1, 1, 1, 0], [1, 1, 1, 1, 1]]
+    causal = attention_pattern("causal", 4)
+    assert torch.equal(attention_pattern("anneal", 4, open_fraction=0.0, generator=torch.Generator()), causal)
+    assert attention_pattern("anneal", 4, open_fraction=1.0) is None and attention_pattern("full", 4) is None
+
+
+def test_span_masking_masks_target_runs_only():
+    target = torch.tensor([[False] * 4 + [True] * 12 + [False] * 4])
+    real = torch.ones_like(target)
+    ids = torch.arange(20)[None]
+    gen = torch.Generator().manual_seed(3)
+    _, masked, _, allowed = apply_masks(ids, maskable(target, real, "joint"), 99, gen, target=target, span_fraction=1.0)
+    assert masked.any() and not (masked & ~target).any()
+    assert torch.equal(allowed, target)
+
+
+def test_time_limit_stops_cleanly_and_the_same_command_resumes(canvas_data, tmp_path):
+    from safetensors.torch import load_file
+
+    base = dict(dlm="tiny-random:dream", data=str(canvas_data), lora=True, lora_rank=4, batch_size=2, lr=1e-3,
+                save_every=100, train_mask_row=True, attention="anneal:4", span_fraction=0.5, device="cpu", steps=6)
+    Trainer(TrainConfig(**base, out=str(tmp_path / "a"))).run()
+    cut = Trainer(TrainConfig(**base, out=str(tmp_path / "b"), time_limit=3600))
+
+    def stop_after_three(step, total, last):
+        if step == 3:
+            cut.cfg.time_limit = 1e-9  # as if the wall clock ran out here
+    first = cut.run(progress=stop_after_three)
+    assert not first["finished"] and first["steps"] == 3 and (tmp_path / "b" / "checkpoint.pt").is_file()
+    assert not (tmp_path / "b" / "adapter.safetensors").exists()
+    second = Trainer(TrainConfig(**base, out=str(tmp_path / "b"), time_limit=3600)).run()
+    assert second["finished"] and second["tokens_seen"] == json.loads(
+        (tmp_path / "a" / "log.jsonl").read_text().splitlines()[-1])["tokens_seen"]
+    a = load_file(str(tmp_path / "a" / "adapter.safetensors"))
+    b = load_file(str(tmp_path / "b" / "adapter.safetensors"))
+    assert "mask_token_embedding" in a and a.keys() == b.keys()
+    assert all(torch.allclose(a[k], b[k], atol=1e-4) for k in a)
+    slices = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert [s["stopped"] for s in slices if s["type"] == "slice"] == ["time limit", "steps"]
+
+
+def test_trained_mask_row_and_attention_come_back_with_the_adapter(canvas_data, tmp_path):
+    cfg = TrainConfig(dlm="tiny-random:dream", data=str(canvas_data), out=str(tmp_path / "run"), lora=True,
+                      lora_rank=4, steps=3, batch_size=2, lr=5e-2, train_mask_row=True, attention="block:4",
+                      device="cpu")
+    Trainer(cfg).run()
+    base = load_dlm("tiny-random:dream", "cpu")
+    before = base.model.model.embed_tokens.weight[base.mask_token_id].clone()
+    dlm = load_adapter(load_dlm("tiny-random:dream", "cpu"), tmp_path / "run")
+    after = dlm.model.model.embed_tokens.weight[dlm.mask_token_id]
+    assert not torch.allclose(before, after)
+    assert dlm.attention == "block:4" and dlm.canvas_order == "context_first" and not dlm.supports_kv_reuse
+    with pytest.raises(UserError, match="trained on tiny-random:dream"):
+        load_adapter(load_dlm("tiny-random:llada", "cpu"), tmp_path / "run")

@@ -5,7 +5,7 @@ loses it, or ties. If the two prompts were equally good, each non-tied pair woul
 flip, and `p = P(Binomial(wins + losses, 1/2) >= wins)` is the chance of doing at least this well
 by luck. The challenger was the best of several candidates, so the level is divided by their
 number (Bonferroni): a run that tries many junk candidates on a small val does not accept the
-luckiest one."""
+luckiest one. `significance` 1 turns the test off (any higher val score wins, as before)."""
 
 from __future__ import annotations
 
@@ -50,12 +50,14 @@ def judge(challenger: list[float], incumbent: list[float], alpha: float, compare
     wins = sum(c > i for c, i in zip(challenger, incumbent))
     losses = sum(c < i for c, i in zip(challenger, incumbent))
     p = sign_test(wins, losses)
-    level = alpha / max(1, compared)
+    level = 1.0 if alpha >= 1 else alpha / max(1, compared)  # alpha 1 turns the test off
     return Verdict(wins, losses, p, level, p <= level)
 
 
 def power_note(n: int, alpha: float, candidates: int) -> str | None:
     """A warning when val is too small to tell candidates apart, else None."""
+    if alpha >= 1:
+        return None
     level = alpha / max(1, candidates)
     need = smallest_winning_margin(n, level)
     if need is None:

@@ -5,7 +5,8 @@ context tokens alike; `target`: the conventional SFT, only target tokens may be 
 `span_fraction` > 0 that share of sequences instead gets the optimizer's job: contiguous runs
 covering a fraction t of the target, the context left whole.
 Loss: cross-entropy on the masked tokens weighted by 1/t, divided by the number of maskable
-tokens (the MDLM / LLaDA estimator). Shifted models (Dream) predict token i at position i-1."""
+tokens (the MDLM / LLaDA estimator). Shifted models (Dream) predict token i at position i-1, so
+the logits of position i-1 are read for a masked token i."""
 
 from __future__ import annotations
 
@@ -65,15 +66,25 @@ def apply_masks(input_ids, allowed, mask_id: int, generator: torch.Generator, ep
     return torch.where(masked, torch.full_like(input_ids, mask_id), input_ids), masked, t, allowed
 
 
-def masked_loss(logits: torch.Tensor, targets: torch.Tensor, masked: torch.Tensor, t: torch.Tensor,
-                allowed: torch.Tensor, shift: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(weighted loss, plain mean CE over masked tokens, accuracy over masked tokens)."""
-    if shift:
-        logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
-    ce = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")  # (B, L)
-    ce_masked = ce * masked
-    weighted = (ce_masked / t[:, None]).sum() / allowed.sum().clamp_min(1)
-    n = masked.sum().clamp_min(1)
-    plain = ce_masked.sum() / n
-    acc = ((logits.argmax(-1) == targets) & masked).sum() / n
-    return weighted, plain, acc
+def loss_rows(masked: torch.Tensor, shift: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Where the loss is read: for each sequence its masked positions, padded to the batch's
+    largest count. Returns (rows whose logits predict them, the positions, valid) all (B, M).
+    Computing logits only there spares the vocabulary projection on every other token."""
+    counts = masked.sum(1)
+    width = max(int(counts.max()), 1)
+    order = torch.argsort((~masked).to(torch.int8), dim=1, stable=True)[:, :width]  # masked positions first
+    valid = torch.arange(width, device=masked.device)[None] < counts[:, None]
+    positions = torch.where(valid, order, torch.zeros_like(order))
+    rows = (positions - 1).clamp_min(0) if shift else positions
+    return rows, positions, valid
+
+
+def masked_loss(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor, t: torch.Tensor,
+                allowed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """From logits (B, M, V) at the loss rows and their target tokens (B, M): (weighted loss,
+    plain mean CE over masked tokens, accuracy over masked tokens)."""
+    ce = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none") * valid  # (B, M)
+    weighted = (ce / t[:, None]).sum() / allowed.sum().clamp_min(1)
+    n = valid.sum().clamp_min(1)
+    acc = ((logits.argmax(-1) == targets) & valid).sum() / n
+    return weighted, ce.sum() / n, acc

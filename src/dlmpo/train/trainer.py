@@ -30,7 +30,7 @@ from dlmpo.dlm.base import NativeDLM
 from dlmpo.dlm.modeling import attention_pattern
 from dlmpo.errors import UserError
 from dlmpo.train.data import Encoded, collate, encode_rows, read_rows
-from dlmpo.train.objective import MASKINGS, apply_masks, maskable, masked_loss
+from dlmpo.train.objective import MASKINGS, apply_masks, loss_rows, maskable, masked_loss
 
 EVAL_ON = ("target", "context", "all")
 
@@ -98,10 +98,19 @@ def step_pattern(spec: str, step: int, length: int, device, generator: torch.Gen
     return attention_pattern("anneal", length, device, open_fraction=min(1.0, step / arg), generator=generator)
 
 
-def forward(dlm: DiffusionLM, ids: torch.Tensor, real: torch.Tensor | None = None, pattern=None) -> torch.Tensor:
+def forward(dlm: DiffusionLM, ids: torch.Tensor, real: torch.Tensor, rows: torch.Tensor, pattern=None) -> torch.Tensor:
+    """Logits (B, M, V) at `rows` (B, M) only."""
     if isinstance(dlm, NativeDLM):
-        return dlm.model(ids, attention_mask=real, pattern=pattern)[0]
-    return dlm.model(input_ids=ids, attention_mask=real).logits
+        return dlm.model(ids, attention_mask=real, pattern=pattern, rows=rows)[0]
+    logits = dlm.model(input_ids=ids, attention_mask=real).logits
+    return logits.gather(1, rows[..., None].expand(-1, -1, logits.shape[-1]))
+
+
+def masked_step(dlm: DiffusionLM, ids, noisy, real, masked, t, allowed, pattern=None):
+    """(weighted loss, mean CE, accuracy) of one masked batch."""
+    rows, positions, valid = loss_rows(masked, dlm.shift)
+    logits = forward(dlm, noisy, real, rows, pattern)
+    return masked_loss(logits, ids.gather(1, positions), valid, t, allowed)
 
 
 class MaskRow(torch.nn.Module):
@@ -153,7 +162,7 @@ def evaluate_masked(dlm: DiffusionLM, examples: list[Encoded], *, on: str = "tar
             allowed &= ~target
         noisy, masked, t, allowed = apply_masks(ids, allowed, dlm.mask_token_id, gen, ratio=ratio)
         pattern = attention_pattern(run_with, ids.shape[1], dlm.device)
-        _, ce, acc = masked_loss(forward(dlm, noisy, real, pattern), ids, masked, t, allowed, dlm.shift)
+        _, ce, acc = masked_step(dlm, ids, noisy, real, masked, t, allowed, pattern)
         n = float(masked.sum())
         total_ce += float(ce) * n
         total_correct += float(acc) * n
@@ -241,10 +250,19 @@ class Trainer:
         self._log(log, {"type": "data", "train": len(train), "train_dropped": dropped, "held_out": len(held_out),
                         "held_out_dropped": held_dropped, "max_length": cfg.max_length})
         pad = dlm.tokenizer.pad_token_id if dlm.tokenizer.pad_token_id is not None else dlm.tokenizer.eos_token_id
+        eval_seconds = 0.0  # the last held-out evaluation's duration: a time-limited slice keeps room for one
+
+        def held_out_eval() -> dict:
+            nonlocal eval_seconds
+            began_eval = time.perf_counter()
+            metrics = evaluate_masked(dlm, held_out, on=cfg.eval_on, ratio=cfg.eval_ratio, attention=cfg.attention)
+            eval_seconds = time.perf_counter() - began_eval
+            self._log(log, {"type": "eval", "step": step, "tokens_seen": tokens_seen, **metrics})
+            return metrics
+
         first_eval = self._logged_eval(0)
         if held_out and first_eval is None:
-            first_eval = evaluate_masked(dlm, held_out, on=cfg.eval_on, ratio=cfg.eval_ratio, attention=cfg.attention)
-            self._log(log, {"type": "eval", "step": 0, "tokens_seen": 0, **first_eval})
+            first_eval = held_out_eval()
 
         def save() -> None:
             _save_atomic({"trainable": trainable_state(dlm, mask_row), "optimizer": _compact_optimizer(optim.state_dict()),
@@ -254,12 +272,20 @@ class Trainer:
         dlm.model.train()
         start, start_step, start_tokens = time.perf_counter(), step, tokens_seen
         last: dict = {}
+
+        def log_train() -> None:
+            elapsed = time.perf_counter() - start
+            self._log(log, {"type": "train", **last, "tokens_seen": tokens_seen,
+                            "tokens_per_s": round((tokens_seen - start_tokens) / max(elapsed, 1e-9), 1)})
         stopped_by_time = False
         autocast = torch.autocast(dlm.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+        step_seconds = 0.0
         while step < cfg.steps:
-            if cfg.time_limit is not None and time.perf_counter() - began > cfg.time_limit:
+            if cfg.time_limit is not None and (
+                    time.perf_counter() - began + step_seconds + eval_seconds > cfg.time_limit):
                 stopped_by_time = True
                 break
+            step_began = time.perf_counter()
             batch = [train[i] for i in batch_indices(step, cfg.batch_size, len(train), cfg.seed)]
             ids, target, real = (t.to(dlm.device) for t in collate(batch, pad))
             allowed = maskable(target, real, cfg.masking)
@@ -267,8 +293,7 @@ class Trainer:
                                                     span_fraction=cfg.span_fraction)
             pattern = step_pattern(cfg.attention, step, ids.shape[1], dlm.device, gen)
             with autocast:
-                logits = forward(dlm, noisy, real, pattern)
-            loss, ce, acc = masked_loss(logits, ids, masked, t, allowed, dlm.shift)
+                loss, ce, acc = masked_step(dlm, ids, noisy, real, masked, t, allowed, pattern)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -279,18 +304,19 @@ class Trainer:
             last = {"step": step, "loss": loss.item(), "masked_ce": ce.item(), "masked_acc": acc.item()}
             if progress is not None:
                 progress(step, cfg.steps, last)
+            step_seconds = time.perf_counter() - step_began
             if step % cfg.eval_every == 0 or step == cfg.steps:
-                elapsed = time.perf_counter() - start
-                self._log(log, {"type": "train", **last, "tokens_seen": tokens_seen,
-                                "tokens_per_s": round((tokens_seen - start_tokens) / max(elapsed, 1e-9), 1)})
+                log_train()
                 if held_out:
-                    self._log(log, {"type": "eval", "step": step, "tokens_seen": tokens_seen,
-                                    **evaluate_masked(dlm, held_out, on=cfg.eval_on, ratio=cfg.eval_ratio,
-                                                      attention=cfg.attention)})
+                    held_out_eval()
                     dlm.model.train()
             if step % cfg.save_every == 0 or step == cfg.steps:
                 save()
         if stopped_by_time and step > start_step:
+            if step % cfg.eval_every:  # each slice ends with its held-out metrics
+                log_train()
+                if held_out:
+                    held_out_eval()
             save()
         seconds = time.perf_counter() - start
         self._log(log, {"type": "slice", "from_step": start_step, "to_step": step, "tokens": tokens_seen - start_tokens,
@@ -303,8 +329,7 @@ class Trainer:
         if step >= cfg.steps:
             save_file(weights, str(self.out / ("adapter.safetensors" if cfg.lora else "model.safetensors")))
             if held_out:
-                summary["eval_after"] = self._logged_eval(step) or evaluate_masked(
-                    dlm, held_out, on=cfg.eval_on, ratio=cfg.eval_ratio, attention=cfg.attention)
+                summary["eval_after"] = self._logged_eval(step) or held_out_eval()
         log.close()
         summary["weights_mb"] = round(sum(v.numel() * v.element_size() for v in weights.values()) / 2**20, 3)
         return summary
