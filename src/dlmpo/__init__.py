@@ -22,11 +22,11 @@ def optimize(task: str = "sst2", target: str = "embedded", dlm: str | None = Non
 
     from pydantic import ValidationError
 
-    from dlmpo.cli import default_run_dir
     from dlmpo.configfile import describe_validation_error
     from dlmpo.errors import UserError
     from dlmpo.optimizer import DEFAULT_DLM, Optimizer, OptimizeSettings
     from dlmpo.report.render import write_report
+    from dlmpo.runs.rundir import default_run_dir
 
     try:
         s = OptimizeSettings(task=task, target=target, dlm=dlm or DEFAULT_DLM, **settings)

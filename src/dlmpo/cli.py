@@ -33,11 +33,13 @@ def read_prompt(value: str | None, default: str) -> str:
     if value is None:
         return default
     path = Path(value)
-    if len(value) < 4096 and "\n" not in value and path.suffix in (".txt", ".md", ".prompt") and not path.is_file():
+    try:
+        is_file = "\n" not in value and path.is_file()
+    except OSError:  # text too long to be a file name: it is the prompt itself
+        is_file = False
+    if not is_file and "\n" not in value and len(value) < 256 and path.suffix in (".txt", ".md", ".prompt"):
         raise UserError(f"Prompt file {path} does not exist.")
-    if len(value) < 4096 and path.is_file():
-        return path.read_text(encoding="utf-8").strip()
-    return value
+    return path.read_text(encoding="utf-8").strip() if is_file else value
 
 
 @app.command("eval")
@@ -243,14 +245,6 @@ def _event_printer(ui: Output):
     return show
 
 
-def default_run_dir(identity: dict) -> Path:
-    import hashlib
-    import json
-
-    digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
-    return Path("runs") / f"{identity['task'].replace('/', '_').replace('.', '_')}-{digest}"
-
-
 @app.command("optimize")
 def optimize_command(
     task: Optional[str] = typer.Option(None, help="Built-in task or task config file [default: sst2]."),
@@ -295,6 +289,7 @@ def optimize_command(
     """Optimize a system prompt with a diffusion language model."""
     from dlmpo.optimizer import Optimizer, load_settings
     from dlmpo.report.render import write_report
+    from dlmpo.runs.rundir import default_run_dir
 
     ui = Output(json_out)
     overrides = dict(

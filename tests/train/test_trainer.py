@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from dlmpo.dlm import load_dlm
-from dlmpo.errors import DataError, UserError
 from dlmpo.dlm.adapter import load_adapter
+from dlmpo.errors import DataError, UserError
 from dlmpo.train import TrainConfig, Trainer, evaluate_masked
 from dlmpo.train.data import encode, read_chat_jsonl, response_end_id
 from dlmpo.train.objective import apply_masks, maskable

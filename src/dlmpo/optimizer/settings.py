@@ -58,7 +58,8 @@ class OptimizeSettings(BaseModel):
     device: str | None = None
 
     min_gain: int = Field(1, ge=1, description="paired wins minus losses needed on the val minibatch")
-    significance: float = Field(0.05, gt=0, le=1, description="sign-test level on full val, divided by the candidates compared; 1 turns the test off")
+    significance: float = Field(0.05, gt=0, le=1,
+                                description="sign-test level on full val, divided by the candidates compared; 1: off")
     patience: int | None = Field(None, ge=1, description="stop after this many rounds without improvement")
     max_calls: int | None = Field(None, ge=1)
     max_cost: float | None = Field(None, gt=0)

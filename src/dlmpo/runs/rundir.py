@@ -64,3 +64,11 @@ class RunDir:
         tmp = self.best_prompt_file.with_suffix(".tmp")
         tmp.write_text(prompt + "\n", encoding="utf-8")
         os.replace(tmp, self.best_prompt_file)
+
+
+def default_run_dir(identity: dict) -> Path:
+    """runs/<task>-<hash of the settings that define the result>."""
+    import hashlib
+
+    digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
+    return Path("runs") / f"{identity['task'].replace('/', '_').replace('.', '_')}-{digest}"
