@@ -42,3 +42,24 @@ def test_embedded_batches_and_caches(tmp_path):
     assert single.text == batched[3].text
     assert all(a.cached and a.text == b.text for a, b in zip(again, batched))
     assert model.accounting.calls == 7 and model.accounting.cache_hits == 6
+
+
+def test_shared_system_prompt_kv_gives_the_same_answers(data_dir):
+    """The batch's common prefix is run once and its K/V shared: greedy answers equal those of
+    each request run alone (no padding, no sharing)."""
+    from dlmpo.embedded_weights import embedded_model_dir
+    from dlmpo.lm import local_backend
+    from dlmpo.lm.local_backend import LocalBackend
+
+    task = get_task("sst2", data_dir)
+    backend = LocalBackend(embedded_model_dir())
+    requests = [ChatRequest(messages=[{"role": "system", "content": task.seed_prompt},
+                                      {"role": "user", "content": task.user_message(ex)}], max_tokens=6)
+                for ex in task.examples("val")[:5]]
+    rows = [backend.tokenizer(backend._render(r), add_special_tokens=False)["input_ids"] for r in requests]
+    assert local_backend.common_prefix_length(rows) >= local_backend.MIN_SHARED_PREFIX
+    together = backend._generate(requests)
+    assert len(backend._prefixes) == 1  # kept for the next batch of the same prompt
+    alone = [backend._generate([r])[0] for r in requests]
+    assert [t.text for t in together] == [a.text for a in alone]
+    assert [t.usage.prompt_tokens for t in together] == [len(r) for r in rows]

@@ -1,12 +1,15 @@
 """Local transformers causal LM with batched generation.
 
 Concurrent `complete()` calls are gathered into batches by a background worker: the evaluator
-submits many requests at once and the model sees them as one padded batch."""
+submits many requests at once and the model sees them as one padded batch. Every request of an
+evaluation shares the system prompt, so the batch's common token prefix is computed once (and
+kept for the next batches) and its K/V given to every row; only the rest of each request runs."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +22,19 @@ from dlmpo.lm.types import ChatRequest, ChatResponse, Usage
 class _Pending:
     request: ChatRequest
     future: asyncio.Future
+
+
+MIN_SHARED_PREFIX = 16  # tokens; below this the plain batch is as fast
+PREFIX_CACHE_SIZE = 4
+
+
+def common_prefix_length(rows: list[list[int]]) -> int:
+    """Tokens every row starts with, leaving each row at least one token of its own."""
+    n = 0
+    limit = min(len(r) for r in rows) - 1
+    while n < limit and all(r[n] == rows[0][n] for r in rows):
+        n += 1
+    return n
 
 
 class LocalBackend:
@@ -47,6 +63,7 @@ class LocalBackend:
         self._queue: asyncio.Queue[_Pending] | None = None
         self._worker: asyncio.Task | None = None
         self._gpu_lock = threading.Lock()
+        self._prefixes: OrderedDict[tuple[int, ...], list] = OrderedDict()  # prefix ids -> per-layer (K, V)
 
     def _render(self, request: ChatRequest) -> str:
         messages = render_messages(request.messages, request.tools)
@@ -96,8 +113,7 @@ class LocalBackend:
         import torch
 
         first = requests[0]
-        texts = [self._render(r) for r in requests]
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        rows = [self.tokenizer(self._render(r), add_special_tokens=False)["input_ids"] for r in requests]
         kwargs = dict(max_new_tokens=first.max_tokens, pad_token_id=self.tokenizer.pad_token_id)
         if first.temperature > 0:
             kwargs.update(do_sample=True, temperature=first.temperature)
@@ -106,12 +122,16 @@ class LocalBackend:
             torch.manual_seed(first.sample_index)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        shared = common_prefix_length(rows) if len(rows) > 1 else 0
         with self._gpu_lock, torch.inference_mode():
-            out = self.model.generate(**enc, **kwargs)
-        new = out[:, enc["input_ids"].shape[1]:]
+            input_ids, mask = self._left_padded(rows, shared)
+            if shared >= MIN_SHARED_PREFIX:
+                kwargs["past_key_values"] = self._prefix_cache(rows[0][:shared], len(rows))
+            out = self.model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
+        new = out[:, input_ids.shape[1]:]
         eos = self.tokenizer.eos_token_id
         responses = []
-        for row, mask, req in zip(new, enc["attention_mask"], requests):
+        for row, row_mask, req in zip(new, mask, requests):
             ids = row.tolist()
             finish = "length"
             if eos in ids:
@@ -125,8 +145,42 @@ class LocalBackend:
             if req.tools:
                 text, calls = parse_tool_calls(text)
             responses.append(ChatResponse(text=text.strip(), finish_reason="tool_calls" if calls else finish,
-                                          usage=Usage(int(mask.sum()), len(ids)), tool_calls=calls))
+                                          usage=Usage(int(row_mask.sum()), len(ids)), tool_calls=calls))
         return responses
+
+    def _left_padded(self, rows: list[list[int]], shared: int):
+        """(B, L) ids and mask; with a shared prefix the padding goes between it and each row's own
+        tokens, so the prefix sits at the same positions in every row (positions follow the mask)."""
+        import torch
+
+        shared = shared if shared >= MIN_SHARED_PREFIX else 0
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            own = row[shared:]
+            ids[i, :shared] = torch.tensor(row[:shared], dtype=torch.long)
+            mask[i, :shared] = 1
+            ids[i, width - len(own):] = torch.tensor(own, dtype=torch.long)
+            mask[i, width - len(own):] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def _prefix_cache(self, prefix: list[int], batch: int):
+        """A fresh DynamicCache holding the prefix's K/V for every row (generate extends it in place)."""
+        import torch
+        from transformers import DynamicCache
+
+        key = tuple(prefix)
+        if key not in self._prefixes:
+            past = self.model(torch.tensor([prefix], device=self.device), use_cache=True).past_key_values
+            self._prefixes[key] = [(layer.keys, layer.values) for layer in past.layers]
+            if len(self._prefixes) > PREFIX_CACHE_SIZE:
+                self._prefixes.popitem(last=False)
+        self._prefixes.move_to_end(key)
+        cache = DynamicCache()
+        for i, (k, v) in enumerate(self._prefixes[key]):
+            cache.update(k.expand(batch, -1, -1, -1).contiguous(), v.expand(batch, -1, -1, -1).contiguous(), i)
+        return cache
 
     async def aclose(self) -> None:
         if self._worker is not None:
