@@ -215,46 +215,39 @@ def _local_snapshot(repo_or_path: str) -> Path:
         ) from None
 
 
-def _load_dream(repo_or_path: str, device: torch.device) -> NativeDLM:
-    from safetensors.torch import load_file
-    from transformers import AutoTokenizer
-
+def _load_dream(repo_or_path: str, device: torch.device, dtype: torch.dtype | None = None) -> NativeDLM:
     folder = _local_snapshot(repo_or_path)
-    cfg_raw = json.loads((folder / "config.json").read_text())
+    cfg_raw = _read_config(folder)
     cfg = TransformerConfig.from_hf({**cfg_raw, "attention_bias": True})
-    tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=True)
-    mask_id = cfg_raw.get("mask_token_id") or tokenizer.convert_tokens_to_ids(DREAM_MASK)
-    dtype = pick_dtype(device)
-    with torch.device("meta"):
-        model = BidirectionalLM(cfg)
-    model = model.to_empty(device=device).to(dtype)
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        raise UserError(f"No .safetensors weights in {folder}.")
-    loaded: set[str] = set()
-    for file in files:
-        shard = load_file(str(file), device=str(device))
-        missing_ok = model.load_state_dict(shard, strict=False)
-        if missing_ok.unexpected_keys:
-            raise UserError(f"{file.name} holds weights this Dream loader does not know: {missing_ok.unexpected_keys[:3]}.")
-        loaded.update(shard)
-    expected = set(model.state_dict()) - ({"lm_head.weight"} if cfg.tie_embeddings else set())
-    if expected - loaded:
-        raise UserError(f"Dream checkpoint {folder} lacks weights: {sorted(expected - loaded)[:3]}.")
-    if cfg.tie_embeddings:
-        model.lm_head.weight = model.model.embed_tokens.weight
-    return NativeDLM(model, tokenizer, name=f"dream:{repo_or_path}", family="dream", mask_token_id=int(mask_id),
-                     shift=True, max_length=2048, device=device)
+    tokenizer = _checkpoint_tokenizer(folder, DREAM_MASK, CHATML_TEMPLATE)
+    model = _load_native_weights(cfg, _weight_files(folder), device, dtype or pick_dtype(device), lambda name: name)
+    return NativeDLM(model, tokenizer, name=f"dream:{repo_or_path}", family="dream",
+                     mask_token_id=_mask_id(cfg_raw, tokenizer, DREAM_MASK, folder), shift=True, max_length=2048,
+                     device=device)
 
 
-def _load_llada(repo_or_path: str, device: torch.device) -> HFMaskedDLM:
-    from transformers import AutoModel, AutoTokenizer
-
+def _load_llada(repo_or_path: str, device: torch.device, dtype: torch.dtype | None = None) -> DiffusionLM:
+    """Natively into our module when the checkpoint is the Llama-shaped LLaDA we implement (LLaDA-8B
+    and its relatives); through its own remote code otherwise."""
     folder = _local_snapshot(repo_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=True)
-    model = AutoModel.from_pretrained(str(folder), trust_remote_code=True, dtype=pick_dtype(device))
-    mask_id = getattr(model.config, "mask_token_id", None) or LLADA_MASK_ID
-    return HFMaskedDLM(model, tokenizer, name=f"llada:{repo_or_path}", family="llada", mask_token_id=int(mask_id),
+    cfg_raw = _read_config(folder)
+    tokenizer = _checkpoint_tokenizer(folder, LLADA_MASK, LLADA_TEMPLATE)
+    mask_id = _mask_id({"mask_token_id": LLADA_MASK_ID, **cfg_raw}, tokenizer, LLADA_MASK, folder)
+    dtype = dtype or pick_dtype(device)
+    files = _weight_files(folder)
+    cfg = _llada_native_config(cfg_raw)
+    if cfg is None or not all(_llada_name(n) for f in files for n in _safetensors_header(f)):
+        return _load_llada_remote(repo_or_path, folder, tokenizer, mask_id, device, dtype)
+    model = _load_native_weights(cfg, files, device, dtype, _llada_name)
+    return NativeDLM(model, tokenizer, name=f"llada:{repo_or_path}", family="llada", mask_token_id=mask_id,
+                     shift=False, max_length=int(cfg_raw.get("max_sequence_length", 4096)), device=device)
+
+
+def _load_llada_remote(repo_or_path, folder, tokenizer, mask_id, device, dtype) -> HFMaskedDLM:
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(str(folder), trust_remote_code=True, dtype=dtype)
+    return HFMaskedDLM(model, tokenizer, name=f"llada:{repo_or_path}", family="llada", mask_token_id=mask_id,
                        shift=False, max_length=4096, device=device)
 
 
@@ -271,3 +264,163 @@ def _load_mlm(repo_or_path: str, device: torch.device) -> HFMaskedDLM:
     max_len = int(getattr(model.config, "max_position_embeddings", 512))
     return HFMaskedDLM(model, tokenizer, name=f"mlm:{repo_or_path}", family="mlm",
                        mask_token_id=tokenizer.mask_token_id, shift=False, max_length=max_len, device=device)
+
+
+# ---------------------------------------------------------------------------------------------
+# LLaDA's parameter names and config (its OLMo-style code) in our module's terms
+
+LLADA_TOP = {"wte": "model.embed_tokens", "ln_f": "model.norm", "ff_out": "lm_head"}
+LLADA_BLOCK = {"attn_norm": "input_layernorm", "ff_norm": "post_attention_layernorm",
+               "q_proj": "self_attn.q_proj", "k_proj": "self_attn.k_proj", "v_proj": "self_attn.v_proj",
+               "attn_out": "self_attn.o_proj", "ff_proj": "mlp.gate_proj", "up_proj": "mlp.up_proj",
+               "ff_out": "mlp.down_proj"}
+# LLaDA's ModelConfig defaults, for keys a config.json leaves out
+LLADA_DEFAULTS = {"rope": False, "alibi": False, "block_type": "sequential", "layer_norm_type": "default",
+                  "activation_type": "swiglu", "include_bias": False, "include_qkv_bias": False,
+                  "bias_for_layer_norm": None, "attention_layer_norm": False, "input_emb_norm": False,
+                  "scale_logits": False, "layer_norm_with_affine": True, "block_group_size": 1,
+                  "multi_query_attention": None, "n_kv_heads": None, "mlp_ratio": 4, "mlp_hidden_size": None,
+                  "rope_theta": 10000.0, "rms_norm_eps": 1e-5, "weight_tying": True, "vocab_size": 50257,
+                  "embedding_size": 50304, "rope_full_precision": True}
+
+
+def _llada_name(name: str) -> str | None:
+    """model.transformer.blocks.3.ff_proj.weight -> model.layers.3.mlp.gate_proj.weight (None if unknown)."""
+    parts = name.split(".")
+    if parts[:2] != ["model", "transformer"] or len(parts) < 4:
+        return None
+    if parts[2] == "blocks" and len(parts) == 6 and parts[3].isdigit() and parts[4] in LLADA_BLOCK:
+        return f"model.layers.{parts[3]}.{LLADA_BLOCK[parts[4]]}.{parts[5]}"
+    if len(parts) == 4 and parts[2] in LLADA_TOP:
+        return f"{LLADA_TOP[parts[2]]}.{parts[3]}"
+    return None
+
+
+def _llada_native_config(raw: dict) -> TransformerConfig | None:
+    """Our module's config for a LLaDA config.json, or None for a variant it does not implement:
+    it implements the Llama block (RMSNorm, SwiGLU MLP with ff_proj as gate and up_proj, RoPE),
+    no biases but optional q/k/v ones, one block per group."""
+    c = {**LLADA_DEFAULTS, **raw}
+    implemented = (
+        c["block_type"] == "llama" and c["layer_norm_type"] == "rms" and c["activation_type"] == "silu"
+        and c["rope"] and not c["alibi"] and not c["include_bias"] and not c["bias_for_layer_norm"]
+        and not c["attention_layer_norm"] and not c["input_emb_norm"] and not c["scale_logits"]
+        and c["layer_norm_with_affine"] and c["block_group_size"] == 1 and c["d_model"] % c["n_heads"] == 0
+    )
+    if not implemented:
+        return None
+    kv_heads = c["n_kv_heads"] or (1 if c["multi_query_attention"] else c["n_heads"])
+    return TransformerConfig(
+        vocab_size=c["embedding_size"] or c["vocab_size"], hidden_size=c["d_model"], num_layers=c["n_layers"],
+        num_heads=c["n_heads"], num_kv_heads=kv_heads,
+        intermediate_size=c["mlp_hidden_size"] or c["mlp_ratio"] * c["d_model"], rope_theta=float(c["rope_theta"]),
+        rms_eps=float(c["rms_norm_eps"]), qkv_bias=bool(c["include_qkv_bias"]), tie_embeddings=bool(c["weight_tying"]),
+        rope_fp32=bool(c["rope_full_precision"]),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoint files: config, tokenizer, weights
+
+
+def _read_config(folder: Path) -> dict:
+    path = folder / "config.json"
+    if not path.is_file():
+        raise UserError(f"No config.json in {folder}.")
+    return json.loads(path.read_text())
+
+
+def _checkpoint_tokenizer(folder: Path, mask_token: str, chat_template: str):
+    """The checkpoint's tokenizer, read from its files by transformers' own classes: the tokenizer
+    code a checkpoint names in tokenizer_config.json (auto_map) is never imported. A tokenizer.json
+    is used as it is; without one, vocab.json + merges.txt are Qwen2's byte-level BPE, which is
+    what Dream's tokenizer code implements."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    if (folder / "tokenizer.json").is_file():
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(folder))
+    elif (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), tokenizer_type="qwen2")
+    else:
+        raise UserError(f"{folder} holds no tokenizer: neither tokenizer.json nor vocab.json and merges.txt.")
+    if mask_token in tokenizer.get_vocab():
+        tokenizer.mask_token = mask_token
+    if tokenizer.chat_template is None:
+        tokenizer.chat_template = chat_template
+    return tokenizer
+
+
+def _mask_id(cfg_raw: dict, tokenizer, mask_token: str, folder: Path) -> int:
+    mask_id = cfg_raw.get("mask_token_id")
+    if mask_id is None and mask_token in tokenizer.get_vocab():
+        mask_id = tokenizer.convert_tokens_to_ids(mask_token)
+    if mask_id is None:
+        raise UserError(f"{folder} names no mask token: no mask_token_id in config.json and no {mask_token} token.")
+    return int(mask_id)
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise UserError(f"No .safetensors weights in {folder}.")
+    return files
+
+
+SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                      "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+                      "U8": torch.uint8, "BOOL": torch.bool}
+
+
+def _safetensors_header(path: Path) -> dict:
+    with path.open("rb") as f:
+        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+    header.pop("__metadata__", None)
+    return header
+
+
+def _read_safetensors(path: Path):
+    """(name, CPU tensor) for each tensor of a .safetensors file, one at a time, read with plain
+    file reads. Not memory-mapped: mapped pages count as resident, so a map would hold a second
+    copy of the weights while they load."""
+    header = _safetensors_header(path)
+    with path.open("rb") as f:
+        data_start = 8 + int.from_bytes(f.read(8), "little")
+        for name, info in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
+            begin, end = info["data_offsets"]
+            tensor = torch.empty(info["shape"], dtype=SAFETENSORS_DTYPES[info["dtype"]])
+            f.seek(data_start + begin)
+            if f.readinto(memoryview(tensor.reshape(-1).view(torch.uint8).numpy())) != end - begin:
+                raise UserError(f"{path.name} is truncated at {name}.")
+            yield name, tensor
+
+
+def _load_native_weights(cfg: TransformerConfig, files: list[Path], device: torch.device, dtype: torch.dtype,
+                         rename) -> BidirectionalLM:
+    """Our module with the checkpoint's weights, built on the meta device and filled tensor by
+    tensor in `dtype` on `device`: nothing is allocated twice, and weights stored in bf16 never
+    pass through fp32 on the way to a bf16 model. `rename` maps checkpoint names to ours."""
+    with torch.device("meta"):
+        model = BidirectionalLM(cfg).to(dtype)
+    for file in files:
+        for stored, tensor in _read_safetensors(file):
+            name = rename(stored)
+            if cfg.tie_embeddings and name == "lm_head.weight":
+                continue
+            _assign(model, name, stored, tensor.to(device=device, dtype=dtype), file)
+    if cfg.tie_embeddings:
+        model.lm_head.weight = model.model.embed_tokens.weight
+    missing = [name for name, p in model.named_parameters() if p.is_meta]
+    if missing:
+        raise UserError(f"The checkpoint in {files[0].parent} lacks weights: {missing[:3]}.")
+    return model
+
+
+def _assign(model: BidirectionalLM, name: str | None, stored: str, tensor: torch.Tensor, file: Path) -> None:
+    module_name, _, leaf = (name or "").rpartition(".")
+    try:
+        current = model.get_submodule(module_name).get_parameter(leaf)
+    except AttributeError:
+        raise UserError(f"{file.name} holds a weight this loader does not know: {stored}.") from None
+    if current.shape != tensor.shape:
+        raise UserError(f"{file.name}: {stored} has shape {tuple(tensor.shape)}, the config says {tuple(current.shape)}.")
+    setattr(model.get_submodule(module_name), leaf, torch.nn.Parameter(tensor, requires_grad=current.requires_grad))

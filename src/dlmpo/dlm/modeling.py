@@ -30,6 +30,7 @@ class TransformerConfig:
     rms_eps: float = 1e-6
     qkv_bias: bool = False
     tie_embeddings: bool = False
+    rope_fp32: bool = False  # RoPE applied in float32 whatever the weights' dtype (LLaDA's rope_full_precision)
 
     @property
     def dim_per_head(self) -> int:
@@ -82,6 +83,11 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
 
 
+def _apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    y = x.to(cos.dtype)
+    return (y * cos + _rotate_half(y) * sin).to(x.dtype)
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
@@ -97,8 +103,8 @@ class Attention(nn.Module):
         q = self.q_proj(x).view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(b, n, self.num_kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(b, n, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        q = q * cos + _rotate_half(q) * sin
-        k = k * cos + _rotate_half(k) * sin
+        q = _apply_rope(q, cos, sin)
+        k = _apply_rope(k, cos, sin)
         kv = (k, v)
         if context is not None:
             k = torch.cat([context[0], k], dim=2)
@@ -176,7 +182,8 @@ class BidirectionalLM(nn.Module):
         b, n = x.shape[:2]
         if positions is None:
             positions = torch.arange(n, device=x.device).expand(b, n)
-        cos, sin = rotary(positions, self.config.dim_per_head, self.config.rope_theta, x.dtype)
+        rope_dtype = torch.float32 if self.config.rope_fp32 else x.dtype
+        cos, sin = rotary(positions, self.config.dim_per_head, self.config.rope_theta, rope_dtype)
         key_mask = None
         if attention_mask is not None:
             key_mask = attention_mask[:, None, None, :].to(torch.bool)
