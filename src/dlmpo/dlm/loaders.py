@@ -1,9 +1,10 @@
 """DLM specifiers, resolved in one place.
 
     dream:<repo-or-path>      Dream (e.g. Dream-org/Dream-v0-Instruct-7B): native loading into our
-                              bidirectional Qwen2 module (K/V reuse available); tokenizer via its
-                              remote code
-    llada:<repo-or-path>      LLaDA (e.g. GSAI-ML/LLaDA-8B-Instruct): the model's remote code
+                              bidirectional Qwen2 module (K/V reuse available)
+    llada:<repo-or-path>      LLaDA (e.g. GSAI-ML/LLaDA-8B-Instruct): native loading into the same
+                              module (Llama-shaped); a variant it does not implement falls back to
+                              the checkpoint's remote code
     mlm:<repo-or-path>        masked LMs via AutoModelForMaskedLM (BERT, RoBERTa, ModernBERT,
                               dllm-hub/ModernBERT-*-chat-*)
     tiny-random:<dream|llada|mlm>
@@ -16,6 +17,8 @@
                               the offline default
 
 Any of them takes `adapter=` (`--adapter DIR`): the weights of a `dlmpo train` run on top.
+Tokenizers are read from the checkpoint's files by transformers' own classes: no checkpoint
+tokenizer code runs, for any family.
 """
 
 from __future__ import annotations
