@@ -1,20 +1,30 @@
 """Masked-diffusion sampling: denoise the masked positions of a token sequence in T steps.
 
-Only masked positions ever change. Each step runs the model once (one NFE), scores every still-
-masked position, and reveals some of them:
+Only masked positions ever change. Each step scores every still-masked position with one model
+forward (one NFE) and reveals some of them:
 
-- how many: `origin` reveals each mask with probability 1 - s/t (Dream's original rule); the
-  other rules reveal an even share of the remaining masks per step (LLaDA's schedule), and with
-  `threshold` also every position whose token probability exceeds it (at least one per step);
+- how many: `origin` reveals each mask with probability 1 - s/t (Dream's original rule). The other
+  rules follow `schedule`: `even` (the default) reveals an even share of the remaining masks per
+  step; `dream` is Dream's count, int(n(1 - s/t)) on timesteps from 1 down to 1e-3; `mdlm` is
+  LLaDA's as dllm's MDLM sampler computes it, round(n(1 - s/t)); `auto` is the model family's own
+  (`dream` for Dream, `mdlm` for LLaDA and masked LMs). A step that would reveal nothing is skipped
+  and costs no forward;
 - which: `maskgit_plus` (highest top-1 probability), `topk_margin` (top-1 minus top-2),
   `entropy` (lowest entropy), `random`; `alg_temp` > 0 samples the order from a softmax over
   those confidences instead of taking the top ones;
-- what: argmax at temperature 0, otherwise sampling with temperature / top-p / top-k.
+- what: argmax at temperature 0, otherwise sampling with temperature, then top-p, then top-k;
+- `threshold` (Fast-dLLM's parallel decoding) replaces count and rule: every masked position whose
+  token probability is at least the threshold is revealed, and at least the most probable one.
 
-`block_length` decodes the masked positions semi-autoregressively, left to right in blocks.
+`block_length` decodes the masked positions semi-autoregressively, left to right in blocks, each
+with its share of the steps; the last step of a block reveals whatever is left in it.
 `kv_refresh=k` reuses the K/V of the positions outside the current block and recomputes them
 every k steps (and at each block start); with k=1 every step is a full forward, identical to the
-plain sampler."""
+plain sampler.
+
+Random draws follow Dream's reference code call for call (token sampling through
+`torch.multinomial`, the `origin` draw over the still-masked positions, the `alg_temp` draw over
+whole rows), so a seeded run equals the reference's wherever both draw the same numbers."""
 
 from __future__ import annotations
 
@@ -28,6 +38,8 @@ from dlmpo.dlm.base import DiffusionLM
 from dlmpo.errors import UserError
 
 ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy", "random")
+SCHEDULES = ("even", "dream", "mdlm", "auto")
+DREAM_EPS = 1e-3  # Dream's timesteps run from 1 down to eps
 
 
 @dataclass(frozen=True)
@@ -42,10 +54,13 @@ class SamplerConfig:
     threshold: float | None = None
     kv_refresh: int | None = None
     seed: int = 0
+    schedule: str = "even"
 
     def validate(self) -> None:
         if self.alg not in ALGS:
             raise UserError(f"Unknown remasking rule '{self.alg}': use one of {', '.join(ALGS)}.")
+        if self.schedule not in SCHEDULES:
+            raise UserError(f"Unknown reveal schedule '{self.schedule}': use one of {', '.join(SCHEDULES)}.")
         if self.steps < 1:
             raise UserError("steps must be at least 1.")
         if self.temperature < 0 or self.alg_temp < 0:
@@ -99,32 +114,32 @@ def _nucleus(logits: torch.Tensor, top_p: float, shortlist: int = 512) -> torch.
 
 
 def _filter(logits: torch.Tensor, top_p: float | None, top_k: int | None) -> torch.Tensor:
+    """Top-p, then top-k: Dream's order (the nucleus is taken from the full distribution)."""
+    if top_p is not None and top_p < 1.0:
+        logits = _nucleus(logits, top_p)
     if top_k is not None and top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None and top_p < 1.0:
-        logits = _nucleus(logits, top_p)
     return logits
 
 
 def _choose_tokens(logits: torch.Tensor, cfg: SamplerConfig, gen: torch.Generator):
     """For (N, V) logits: the chosen tokens, the probability of each, and the ranking confidence
-    of the reveal rule. Sampling uses the Gumbel-max trick (same law as multinomial, faster)."""
+    of the reveal rule, computed as Dream's `sample_tokens` does."""
     if cfg.temperature > 0:
         logits = logits / cfg.temperature
-    logits = _filter(logits, cfg.top_p, cfg.top_k)
-    probs = logits.softmax(-1)
+    probs = _filter(logits, cfg.top_p, cfg.top_k).softmax(-1)
     if cfg.temperature > 0:
-        uniform = torch.rand(logits.shape, generator=gen, device=logits.device).clamp_(1e-20, 1.0)
-        tokens = (logits - torch.log(-torch.log(uniform))).argmax(-1)
+        # the draw torch.distributions.Categorical makes: multinomial over normalised rows
+        tokens = torch.multinomial(probs / probs.sum(-1, keepdim=True), 1, True, generator=gen).squeeze(-1)
+        chosen_p = probs.gather(-1, tokens[:, None]).squeeze(-1)
     else:
-        tokens = probs.argmax(-1)
-    chosen_p = probs.gather(-1, tokens[..., None]).squeeze(-1)
+        chosen_p, tokens = probs.max(-1)
     if cfg.alg == "topk_margin":
         top2 = probs.topk(2, dim=-1).values
         confidence = top2[..., 0] - top2[..., 1]
     elif cfg.alg == "entropy":
-        confidence = (probs * torch.log(probs.clamp_min(1e-12))).sum(-1)  # negative entropy
+        confidence = (probs * torch.log(probs + 1e-10)).sum(-1)  # negative entropy
     elif cfg.alg == "random":
         confidence = torch.rand(chosen_p.shape, generator=gen, device=chosen_p.device)
     else:  # maskgit_plus, and origin (which does not rank)
@@ -132,13 +147,45 @@ def _choose_tokens(logits: torch.Tensor, cfg: SamplerConfig, gen: torch.Generato
     return tokens, chosen_p, confidence
 
 
-def _even_share(remaining: int, steps_left: int) -> int:
-    return math.ceil(remaining / steps_left) if steps_left > 0 else remaining
+def _dream_timesteps(steps: int) -> torch.Tensor:
+    return torch.linspace(1, DREAM_EPS, steps + 1)
+
+
+def _dream_count(remaining: int, step: int, steps: int) -> int:
+    """Dream's generation_utils: int(n * (1 - s/t)), in float32 as there; all at the last step."""
+    if step == steps - 1:
+        return remaining
+    ts = _dream_timesteps(steps)
+    return int(torch.tensor(float(remaining)) * (1 - ts[step + 1] / ts[step]))
+
+
+def _mdlm_count(remaining: int, step: int, steps: int) -> int:
+    """dllm's get_num_transfer_tokens with its linear schedule: round(n * (1 - s/t)), half to
+    even; s/t is computed in float32 there, which decides the ties, so it is here too."""
+    t = torch.tensor((steps - step) / steps, dtype=torch.float32)
+    s = torch.tensor((steps - step - 1) / steps, dtype=torch.float32)
+    ratio = float((1 - (1 - s)) / (1 - (1 - t)))
+    return min(round(remaining * (1 - ratio)), remaining)
+
+
+def _even_count(remaining: int, step: int, steps: int) -> int:
+    return math.ceil(remaining / (steps - step))
+
+
+COUNTS = {"even": _even_count, "dream": _dream_count, "mdlm": _mdlm_count}
 
 
 def _steps_per_block(total_steps: int, blocks: int) -> list[int]:
     base, extra = divmod(total_steps, blocks)
     return [base + (1 if i < extra else 0) for i in range(blocks)]
+
+
+class _BlockCache:
+    """Cached K/V of the positions outside the current block, for `kv_refresh`."""
+
+    def __init__(self):
+        self.context = None
+        self.active: torch.Tensor | None = None
 
 
 class Sampler:
@@ -148,6 +195,11 @@ class Sampler:
             raise UserError(f"{model.name} does not support K/V reuse: drop kv_refresh.")
         self.model = model
         self.cfg = config
+        schedule = config.schedule
+        if schedule == "auto":
+            schedule = "dream" if model.family == "dream" else "mdlm"
+        self.count = COUNTS[schedule]
+        self.nfe = self.full_forwards = 0
 
     def sample(self, input_ids: torch.Tensor) -> SampleResult:
         """Fill every mask token in `input_ids` (B, L). Rows must hold equal numbers of masks."""
@@ -168,46 +220,116 @@ class Sampler:
         if cfg.steps < n_blocks:
             raise UserError(f"steps ({cfg.steps}) must be at least the number of blocks ({n_blocks}).")
         gen = torch.Generator(device=x.device).manual_seed(cfg.seed)
-        vocab_limit = min(model.vocab_size, len(model.tokenizer))  # padded rows are not tokens
-        nfe = full = 0
+        self.nfe = self.full_forwards = 0
         for bi, block_steps in enumerate(_steps_per_block(cfg.steps, n_blocks)):
-            cols = slice(bi * block, min((bi + 1) * block, n_masks))
-            block_pos = positions[:, cols]  # (B, m)
-            kv_context = active = None
+            block_pos = positions[:, bi * block: min((bi + 1) * block, n_masks)]  # (B, m)
+            cache = _BlockCache()
             for step in range(block_steps):
                 still = x.gather(1, block_pos) == model.mask_token_id  # (B, m)
                 if not bool(still.any()):
                     break
-                # the raw rows that predict the block's positions (one to the left for Dream)
-                rows = (block_pos - 1).clamp_min(0) if model.shift else block_pos
-                use_cache = cfg.kv_refresh is not None and step % cfg.kv_refresh != 0
-                if use_cache and kv_context is not None:
-                    raw = model.raw_logits_partial(x, active, kv_context, rows)
-                elif cfg.kv_refresh is not None:
-                    raw, kv = model.raw_logits_with_kv(x, rows)
-                    active = self._active_positions(block_pos)
-                    context_idx = self._complement(active, x.shape[1])
-                    kv_context = [(k[:, :, context_idx], v[:, :, context_idx]) for k, v in kv]
-                    full += 1
+                if cfg.threshold is not None:
+                    reveal, tokens = self._threshold_step(x, block_pos, still, step, block_steps, cache, gen)
+                elif cfg.alg == "origin":
+                    reveal, tokens = self._origin_step(x, block_pos, still, step, block_steps, cache, gen)
                 else:
-                    raw = model.raw_logits(x, rows)
-                    full += 1
-                nfe += 1
-                # score only the positions still masked
-                flat = raw[..., :vocab_limit][still]
-                flat[:, model.mask_token_id] = float("-inf")  # a mask is never an answer
-                tok, p, conf = _choose_tokens(flat, cfg, gen)
-                current = x.gather(1, block_pos)
-                tokens = current.clone()
-                tokens[still] = tok
-                chosen_p = torch.zeros(still.shape, device=x.device)
-                chosen_p[still] = p.float()
-                confidence = torch.full(still.shape, float("-inf"), device=x.device)
-                confidence[still] = conf.float()
-                reveal = self._reveal(still, chosen_p, confidence, block_steps - step, step, block_steps, gen)
-                x.scatter_(1, block_pos, torch.where(reveal, tokens, current))
+                    reveal, tokens = self._ranked_step(x, block_pos, still, step, block_steps, cache, gen)
+                if reveal is not None:
+                    x.scatter_(1, block_pos, torch.where(reveal, tokens, x.gather(1, block_pos)))
         assert not bool((x == model.mask_token_id).any()), "sampler left a mask unfilled"
-        return SampleResult(x, nfe, full, n_masks, time.perf_counter() - start)
+        return SampleResult(x, self.nfe, self.full_forwards, n_masks, time.perf_counter() - start)
+
+    # -- the three kinds of step; each returns (reveal (B, m), tokens (B, m)) or (None, None) ----
+
+    def _ranked_step(self, x, block_pos, still, step, block_steps, cache, gen):
+        """A scheduled number of positions per row, ranked by the rule's confidence. Rows hold
+        equal numbers of masks and reveal equal numbers, so one count serves the batch."""
+        remaining = int(still[0].sum())
+        k = self.count(remaining, step, block_steps)
+        if k == 0:
+            return None, None
+        tokens, _, confidence = self._predict(x, block_pos, still, step, cache, gen)
+        if k >= remaining:
+            return still, tokens
+        if self.cfg.alg_temp > 0:
+            return self._sample_positions(confidence, block_pos, x.shape[1], k, gen) & still, tokens
+        return torch.zeros_like(still).scatter_(1, confidence.topk(k, dim=-1).indices, True), tokens
+
+    def _origin_step(self, x, block_pos, still, step, block_steps, cache, gen):
+        """Dream's `origin`: each mask is revealed with probability 1 - s/t, drawn before the
+        forward (as one draw over the flattened masked positions, as Dream draws it); a step that
+        reveals nothing needs no forward. Tokens are chosen for the revealed positions only."""
+        ts = _dream_timesteps(block_steps)
+        p = 1 - ts[step + 1] / ts[step] if step < block_steps - 1 else 1
+        draw = torch.rand(int(still.sum()), generator=gen, device=x.device) < p
+        if not bool(draw.any()):
+            return None, None
+        reveal = torch.zeros_like(still)
+        reveal[still] = draw
+        raw = self._logits(x, block_pos, step, cache)
+        tokens = x.gather(1, block_pos)
+        tokens[reveal] = _choose_tokens(self._candidates(raw, reveal), self.cfg, gen)[0]
+        return reveal, tokens
+
+    def _threshold_step(self, x, block_pos, still, step, block_steps, cache, gen):
+        """Fast-dLLM: every position whose token probability reaches the threshold, and at least
+        the most probable one per row; the block's last step reveals the rest."""
+        tokens, chosen_p, _ = self._predict(x, block_pos, still, step, cache, gen)
+        if step == block_steps - 1:
+            return still, tokens
+        p = chosen_p.masked_fill(~still, -1.0)
+        reveal = still & (p >= self.cfg.threshold)
+        reveal.scatter_(1, p.argmax(1, keepdim=True), True)
+        return reveal & still, tokens
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _predict(self, x, block_pos, still, step, cache, gen):
+        """One forward; tokens, their probabilities and the rule's confidence at every still-masked
+        block position (confidence is -inf elsewhere)."""
+        raw = self._logits(x, block_pos, step, cache)
+        tok, p, conf = _choose_tokens(self._candidates(raw, still), self.cfg, gen)
+        tokens = x.gather(1, block_pos)
+        tokens[still] = tok
+        chosen_p = torch.zeros(still.shape, device=x.device)
+        chosen_p[still] = p.float()
+        confidence = torch.full(still.shape, float("-inf"), device=x.device)
+        confidence[still] = conf.float()
+        return tokens, chosen_p, confidence
+
+    def _candidates(self, raw: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        """The logits of the positions in `where`, flattened row by row, over real tokens only;
+        a mask is never an answer."""
+        vocab_limit = min(self.model.vocab_size, len(self.model.tokenizer))  # padded rows are not tokens
+        flat = raw[..., :vocab_limit][where]
+        flat[:, self.model.mask_token_id] = float("-inf")
+        return flat
+
+    def _sample_positions(self, confidence, block_pos, length, k, gen) -> torch.Tensor:
+        """k block positions per row (as a (B, m) mask), drawn without replacement from
+        softmax(confidence / alg_temp). The draw runs over whole canvas rows (-inf off the block)
+        as Dream's does, so that a seeded draw picks the same positions as Dream's."""
+        rows = torch.full((block_pos.shape[0], length), float("-inf"), device=confidence.device)
+        rows.scatter_(1, block_pos, confidence)
+        picked = torch.multinomial(torch.softmax(rows / self.cfg.alg_temp, -1), k, generator=gen)
+        return torch.zeros_like(rows, dtype=torch.bool).scatter_(1, picked, True).gather(1, block_pos)
+
+    def _logits(self, x, block_pos, step, cache: _BlockCache) -> torch.Tensor:
+        """Raw logits at the rows that predict the block's positions (one to the left for a
+        shifted model): one forward, full or over the block with cached K/V of the rest."""
+        model, refresh = self.model, self.cfg.kv_refresh
+        rows = (block_pos - 1).clamp_min(0) if model.shift else block_pos
+        self.nfe += 1
+        if refresh is not None and step % refresh != 0 and cache.context is not None:
+            return model.raw_logits_partial(x, cache.active, cache.context, rows)
+        self.full_forwards += 1
+        if refresh is None:
+            return model.raw_logits(x, rows)
+        raw, kv = model.raw_logits_with_kv(x, rows)
+        cache.active = self._active_positions(block_pos)
+        context_idx = self._complement(cache.active, x.shape[1])
+        cache.context = [(k[:, :, context_idx], v[:, :, context_idx]) for k, v in kv]
+        return raw
 
     def _active_positions(self, block_pos: torch.Tensor) -> torch.Tensor:
         """Positions recomputed on cached steps: the block, plus the position before each masked
@@ -222,32 +344,3 @@ class Sampler:
         keep = torch.ones(length, dtype=torch.bool, device=active.device)
         keep[active] = False
         return keep.nonzero().squeeze(1)
-
-    def _reveal(self, still, chosen_p, confidence, steps_left, step, block_steps, gen) -> torch.Tensor:
-        cfg = self.cfg
-        if cfg.alg == "origin":
-            t = 1 - step / block_steps
-            s = 1 - (step + 1) / block_steps
-            p = 1 - s / t if steps_left > 1 else 1.0
-            draw = torch.rand(still.shape, generator=gen, device=still.device) < p
-            reveal = still & draw
-            if cfg.threshold is not None:
-                reveal |= still & (chosen_p >= cfg.threshold)
-            return reveal
-        conf = confidence.masked_fill(~still, torch.finfo(confidence.dtype).min)
-        reveal = torch.zeros_like(still)
-        for r in range(still.shape[0]):
-            remaining = int(still[r].sum())
-            if remaining == 0:
-                continue
-            k = _even_share(remaining, steps_left)
-            if cfg.threshold is not None:
-                k = max(k, int((still[r] & (chosen_p[r] >= cfg.threshold)).sum()))
-            k = min(max(k, 1), remaining)
-            if cfg.alg_temp > 0:
-                weights = torch.softmax(conf[r].masked_fill(~still[r], float("-inf")) / cfg.alg_temp, -1)
-                pick = torch.multinomial(weights, k, replacement=False, generator=gen)
-            else:
-                pick = torch.topk(conf[r], k).indices
-            reveal[r, pick] = True
-        return reveal
