@@ -17,7 +17,9 @@ TAU_NAMES = ("tau-airline", "tau-retail")
 
 
 def task_names() -> list[str]:
-    return sorted(BUILTINS) + list(TAU_NAMES)
+    from dlmpo.code.problems import CODE_TASK_NAMES
+
+    return sorted(BUILTINS) + list(TAU_NAMES) + list(CODE_TASK_NAMES)
 
 
 def resolve_data_dir(data_dir: str | Path | None) -> Path | None:
@@ -38,8 +40,15 @@ def get_task(name: str, data_dir: str | Path | None = None, split_seed: int = 0)
         from dlmpo.tau.task import load_tau_task
 
         return load_tau_task(name, resolve_data_dir(data_dir), split_seed)
+    from dlmpo.code.problems import is_code_task
+
+    if is_code_task(name):
+        from dlmpo.tasks.code import load_code_task
+
+        return load_code_task(name, split_seed)
     if Path(name).suffix.lower() in (".toml", ".json", ".yaml", ".yml"):
         return load_custom(name, split_seed)
     raise UserError(
-        f"Unknown task '{name}': use one of {', '.join(task_names())}, or the path of a task config file."
+        f"Unknown task '{name}': use one of {', '.join(task_names())}, a .jsonl of code problems, "
+        "or the path of a task config file."
     )
