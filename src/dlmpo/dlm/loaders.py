@@ -381,20 +381,41 @@ def _safetensors_header(path: Path) -> dict:
     return header
 
 
-def _read_safetensors(path: Path):
-    """(name, CPU tensor) for each tensor of a .safetensors file, one at a time, read with plain
-    file reads. Not memory-mapped: mapped pages count as resident, so a map would hold a second
-    copy of the weights while they load."""
+READ_CHUNK = 16 * 2**20  # bytes read at a time when a tensor changes dtype on the way in
+
+
+def _read_safetensors(path: Path, dtype: torch.dtype | None = None):
+    """(name, CPU tensor) for each tensor of a .safetensors file, one at a time, floating-point
+    ones in `dtype` when given. Read with plain file reads, not memory-mapped (mapped pages count
+    as resident: a map would hold a second copy of the weights while they load), and converted
+    chunk by chunk through one small buffer, so no tensor ever has a whole temporary copy."""
     header = _safetensors_header(path)
+    scratch = torch.empty(READ_CHUNK, dtype=torch.uint8)
     with path.open("rb") as f:
         data_start = 8 + int.from_bytes(f.read(8), "little")
         for name, info in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
             begin, end = info["data_offsets"]
-            tensor = torch.empty(info["shape"], dtype=SAFETENSORS_DTYPES[info["dtype"]])
+            stored = SAFETENSORS_DTYPES[info["dtype"]]
+            target = dtype if dtype is not None and stored.is_floating_point else stored
+            tensor = torch.empty(info["shape"], dtype=target)
             f.seek(data_start + begin)
-            if f.readinto(memoryview(tensor.reshape(-1).view(torch.uint8).numpy())) != end - begin:
+            if _read_into(f, tensor.reshape(-1), stored, scratch) != end - begin:
                 raise UserError(f"{path.name} is truncated at {name}.")
             yield name, tensor
+
+
+def _read_into(f, flat: torch.Tensor, stored: torch.dtype, scratch: torch.Tensor) -> int:
+    """Fill the 1-D `flat` from the file's bytes in `stored` dtype; returns the bytes read."""
+    if flat.dtype == stored:
+        return f.readinto(memoryview(flat.view(torch.uint8).numpy()))
+    per_chunk = READ_CHUNK // stored.itemsize
+    read = 0
+    for start in range(0, flat.numel(), per_chunk):
+        count = min(per_chunk, flat.numel() - start)
+        chunk = scratch[: count * stored.itemsize]
+        read += f.readinto(memoryview(chunk.numpy()))
+        flat[start:start + count].copy_(chunk.view(stored))
+    return read
 
 
 def _load_native_weights(cfg: TransformerConfig, files: list[Path], device: torch.device, dtype: torch.dtype,
@@ -405,11 +426,11 @@ def _load_native_weights(cfg: TransformerConfig, files: list[Path], device: torc
     with torch.device("meta"):
         model = BidirectionalLM(cfg).to(dtype)
     for file in files:
-        for stored, tensor in _read_safetensors(file):
+        for stored, tensor in _read_safetensors(file, dtype):
             name = rename(stored)
             if cfg.tie_embeddings and name == "lm_head.weight":
                 continue
-            _assign(model, name, stored, tensor.to(device=device, dtype=dtype), file)
+            _assign(model, name, stored, tensor.to(device), file)
     if cfg.tie_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight
     missing = [name for name, p in model.named_parameters() if p.is_meta]
