@@ -278,13 +278,14 @@ LLADA_BLOCK = {"attn_norm": "input_layernorm", "ff_norm": "post_attention_layern
                "attn_out": "self_attn.o_proj", "ff_proj": "mlp.gate_proj", "up_proj": "mlp.up_proj",
                "ff_out": "mlp.down_proj"}
 # LLaDA's ModelConfig defaults, for keys a config.json leaves out
-LLADA_DEFAULTS = {"rope": False, "alibi": False, "block_type": "sequential", "layer_norm_type": "default",
-                  "activation_type": "swiglu", "include_bias": False, "include_qkv_bias": False,
-                  "bias_for_layer_norm": None, "attention_layer_norm": False, "input_emb_norm": False,
-                  "scale_logits": False, "layer_norm_with_affine": True, "block_group_size": 1,
-                  "multi_query_attention": None, "n_kv_heads": None, "mlp_ratio": 4, "mlp_hidden_size": None,
-                  "rope_theta": 10000.0, "rms_norm_eps": 1e-5, "weight_tying": True, "vocab_size": 50257,
-                  "embedding_size": 50304, "rope_full_precision": True}
+LLADA_DEFAULTS = {
+    "d_model": 768, "n_heads": 12, "n_layers": 12, "rope": False, "alibi": False, "block_type": "sequential",
+    "layer_norm_type": "default", "activation_type": "swiglu", "include_bias": False, "include_qkv_bias": False,
+    "bias_for_layer_norm": None, "attention_layer_norm": False, "input_emb_norm": False, "scale_logits": False,
+    "layer_norm_with_affine": True, "block_group_size": 1, "multi_query_attention": None, "n_kv_heads": None,
+    "mlp_ratio": 4, "mlp_hidden_size": None, "rope_theta": 10000.0, "rms_norm_eps": 1e-5, "weight_tying": True,
+    "vocab_size": 50257, "embedding_size": 50304, "rope_full_precision": True,
+}
 
 
 def _llada_name(name: str) -> str | None:
