@@ -221,6 +221,7 @@ class Trainer:
         train, dropped = encode_rows(dlm, read_rows(cfg.data), cfg.max_length)
         if not train:
             raise UserError(f"No training example of {cfg.data} fits in {cfg.max_length} tokens.")
+        lengths = [len(e.input_ids) for e in train]
         held_out, held_dropped = encode_rows(dlm, read_rows(cfg.eval_data), cfg.max_length) if cfg.eval_data else ([], 0)
         if cfg.lora:
             add_lora(dlm, cfg.lora_rank, cfg.lora_alpha)
@@ -286,7 +287,7 @@ class Trainer:
                 stopped_by_time = True
                 break
             step_began = time.perf_counter()
-            batch = [train[i] for i in batch_indices(step, cfg.batch_size, len(train), cfg.seed)]
+            batch = [train[i] for i in batch_indices(step, cfg.batch_size, lengths, cfg.seed)]
             ids, target, real = (t.to(dlm.device) for t in collate(batch, pad))
             allowed = maskable(target, real, cfg.masking)
             noisy, masked, t, allowed = apply_masks(ids, allowed, dlm.mask_token_id, gen, target=target,
@@ -351,13 +352,22 @@ class Trainer:
         self.on_log(event)
 
 
-def batch_indices(step: int, batch_size: int, n: int, seed: int) -> list[int]:
-    """The examples of a step: epochs are seeded permutations, so a resumed run sees the same
-    batches as an uninterrupted one."""
-    out = []
-    for k in range(step * batch_size, (step + 1) * batch_size):
-        epoch, pos = divmod(k, n)
-        order = list(range(n))
-        random.Random(f"{seed}:{epoch}").shuffle(order)
-        out.append(order[pos])
-    return out
+def batch_indices(step: int, batch_size: int, lengths: list[int], seed: int, window: int = 16) -> list[int]:
+    """The examples of a step. Each epoch is a seeded permutation, cut into windows of `window`
+    batches; inside a window examples of similar length share a batch (less padding to compute)
+    and the batches come in a seeded order. A resumed run sees the same batches as an
+    uninterrupted one."""
+    n = len(lengths)
+    per_window = batch_size * window
+    epoch_steps = -(-n // batch_size)
+    epoch, local = divmod(step, epoch_steps)
+    order = list(range(n))
+    random.Random(f"{seed}:{epoch}").shuffle(order)
+    w, within = divmod(local, window)
+    chunk = sorted(order[w * per_window:(w + 1) * per_window], key=lambda i: lengths[i])
+    batches = [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    random.Random(f"{seed}:{epoch}:{w}").shuffle(batches)
+    batch = batches[within]
+    if len(batch) < batch_size:  # the epoch's last, short batch is topped up from its start
+        batch = batch + order[: batch_size - len(batch)]
+    return batch
