@@ -41,7 +41,7 @@ class LocalBackend:
     default_concurrency = 64
 
     def __init__(self, path: str | Path, model_id: str | None = None, batch_size: int = 32,
-                 device: str | None = None):
+                 device: str | None = None, share_prefix: bool = True):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -50,6 +50,7 @@ class LocalBackend:
 
         self.model_id = model_id or f"hf:{path}"
         self.batch_size = batch_size
+        self.share_prefix = share_prefix
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(path))
             self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -122,7 +123,7 @@ class LocalBackend:
             torch.manual_seed(first.sample_index)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        shared = common_prefix_length(rows) if len(rows) > 1 else 0
+        shared = common_prefix_length(rows) if self.share_prefix and len(rows) > 1 else 0
         with self._gpu_lock, torch.inference_mode():
             input_ids, mask = self._left_padded(rows, shared)
             if shared >= MIN_SHARED_PREFIX:
