@@ -43,6 +43,10 @@ def __getattr__(name: str):
         import dlmpo.optimizer as _opt
 
         return getattr(_opt, name)
+    if name in ("ddpt_train", "DDPTConfig", "DDPTResult"):
+        import dlmpo.ddpt as _ddpt
+
+        return getattr(_ddpt, name)
     if name == "infill":
         from dlmpo.dlm import infill
 

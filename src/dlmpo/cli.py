@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from dlmpo.cli_ddpt import ddpt_app
 from dlmpo.console import Output
 from dlmpo.errors import UserError
 
@@ -60,6 +61,8 @@ def eval_command(
     tpm: Optional[float] = typer.Option(None, help="Tokens-per-minute limit."),
     prices: Optional[Path] = typer.Option(None, help="JSON price table {model: [in, out]} in USD per 1M tokens."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the call cache."),
+    soft_prompt: Optional[str] = typer.Option(None, help="Score a DDPT soft prompt instead: RUN_DIR of `dlmpo ddpt train`, "
+                                                        "or RUN_DIR#prompt_tuning|ddpt|ddpt_conditioned (code tasks)."),
     json_out: bool = JSON_OPT,
 ) -> None:
     """Score a system prompt on one split of a task."""
@@ -72,6 +75,11 @@ def eval_command(
     from dlmpo.tasks import get_task
 
     ui = Output(json_out)
+    if soft_prompt is not None:
+        from dlmpo.cli_ddpt import eval_soft_prompt
+
+        return eval_soft_prompt(ui, soft_prompt, task=task, split=split, limit=limit, target=target,
+                                max_tokens=max_tokens, out=out)
     parse_target_spec(target)  # a bad specifier fails before any data is read
     if user_model != "scripted":
         parse_target_spec(user_model)
@@ -529,6 +537,7 @@ def sweep_command(
 tau_app = typer.Typer(no_args_is_help=True, help="τ-bench tools: replay recorded episodes.")
 data_app = typer.Typer(no_args_is_help=True, help="Download benchmark data.")
 app.add_typer(tau_app, name="tau")
+app.add_typer(ddpt_app, name="ddpt")
 app.add_typer(data_app, name="data")
 
 

@@ -24,16 +24,16 @@ class CodeTask:
     default_answer_tokens: int = 384
     limits: SandboxLimits = SandboxLimits()
 
+    def __post_init__(self) -> None:
+        every = self.problems.train + self.problems.val + self.problems.test
+        self._by_id = {p.task_id: p for p in every}
+
     @property
     def notes(self) -> list[str]:
         return self.problems.notes
 
     def problem(self, example: Example) -> CodeProblem:
         return self._by_id[example.id]
-
-    def __post_init__(self) -> None:
-        every = self.problems.train + self.problems.val + self.problems.test
-        self._by_id = {p.task_id: p for p in every}
 
     def examples(self, split: str) -> list[Example]:
         return [Example(p.task_id, {"prompt": p.prompt}, p.canonical_solution) for p in self.problems.get(split)]

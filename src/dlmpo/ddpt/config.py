@@ -1,0 +1,93 @@
+"""Every knob of a DDPT run, validated once. The defaults fit SmolLM2-135M on HumanEval in about
+half an hour on 2 CPU cores (docs/ddpt.md has the budget)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from dlmpo.errors import UserError
+
+MANUAL_CONTEXT = "# You are an expert Python programmer.\n"
+MANUAL_INSTRUCTION = "# Complete the function below with a correct, efficient implementation.\n"
+METHODS = ("ddpt", "prompt-tuning")
+SAMPLERS = ("ddim", "ddpm")
+
+
+@dataclass(frozen=True)
+class DDPTConfig:
+    task: str = "humaneval"
+    target: str = "embedded"
+    method: str = "ddpt"  # ddpt | prompt-tuning (the baseline alone)
+    seed: int = 0
+    split_seed: int = 0
+    # the prompt: the context is tuned, the instruction stays as written
+    context: str = MANUAL_CONTEXT
+    instruction: str = MANUAL_INSTRUCTION
+    z_dim: int = 128
+    # training data: problems longer than max_prompt_tokens are left out of training; solutions
+    # are scored on their first max_solution_tokens tokens (test NLL uses whole solutions)
+    train_limit: int | None = None
+    test_limit: int | None = None
+    max_prompt_tokens: int = 160
+    max_solution_tokens: int = 48
+    # stage 1: clusters x directions_per_cluster optimal z*, and the prompt-tuning baseline
+    clusters: int = 4
+    directions_per_cluster: int = 2
+    direction_steps: int = 10
+    prompt_tuning_steps: int = 30
+    batch_size: int = 4
+    lr: float = 0.1
+    # stage 2: the denoiser
+    timesteps: int = 100
+    denoiser_hidden: int = 256
+    denoiser_steps: int = 2000
+    code_steps: int = 24
+    code_batch: int = 2
+    code_weight: float = 1.0
+    cond_dropout: float = 0.25
+    denoiser_lr: float = 1e-3
+    # sampling and scoring
+    sampler: str = "ddim"
+    sample_steps: int = 20
+    max_new_tokens: int = 128
+    samples: int = 1  # > 1: sampled at `temperature`, pass@k for k <= samples
+    temperature: float = 0.8
+    timeout_s: float = 10.0
+    memory_mb: int = 1024
+
+    def validate(self) -> DDPTConfig:
+        if self.method not in METHODS:
+            raise UserError(f"Unknown method '{self.method}': use ddpt or prompt-tuning.")
+        if self.sampler not in SAMPLERS:
+            raise UserError(f"Unknown sampler '{self.sampler}': use ddim or ddpm.")
+        positive = ("z_dim", "max_prompt_tokens", "max_solution_tokens", "clusters", "directions_per_cluster",
+                    "direction_steps", "prompt_tuning_steps", "batch_size", "timesteps", "denoiser_hidden",
+                    "code_batch", "sample_steps", "max_new_tokens", "samples", "memory_mb")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise UserError(f"{name.replace('_', '-')} must be at least 1.")
+        for name in ("train_limit", "test_limit"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise UserError(f"{name.replace('_', '-')} must be at least 1.")
+        for name in ("denoiser_steps", "code_steps", "code_weight"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name.replace('_', '-')} must not be negative.")
+        if self.timesteps < 2:
+            raise UserError("timesteps must be at least 2.")
+        if not 0 <= self.cond_dropout < 1:
+            raise UserError("cond-dropout must be in [0, 1).")
+        if self.lr <= 0 or self.denoiser_lr <= 0 or self.timeout_s <= 0:
+            raise UserError("lr, denoiser-lr and timeout-s must be positive.")
+        if self.samples > 1 and self.temperature <= 0:
+            raise UserError("samples > 1 needs a temperature above 0.")
+        if not self.context.strip():
+            raise UserError("The context must hold at least one token: it is what DDPT tunes.")
+        return self
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> DDPTConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
