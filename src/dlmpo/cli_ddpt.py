@@ -177,14 +177,16 @@ def eval_soft_prompt(ui: Output, spec: str, *, task: str, split: str, limit: int
     if not is_code_task(task):
         raise UserError("--soft-prompt needs a code task: humaneval, mbpp, codealpaca, conala or a .jsonl of problems.")
     run_dir, variant = parse_soft_prompt(spec)
-    problems = load_code_problems(task).get(split)
-    problems = problems[:limit] if limit else problems
-    if not problems:
-        raise UserError(f"Split '{split}' of task '{task}' has no problems.")
+    splits = load_code_problems(task)  # a bad task fails before the model loads
     trained = TrainedSoftPrompt(run_dir)
     if trained.cfg.target != target:
         raise UserError(f"The soft prompts in {run_dir} were trained on {trained.cfg.target}: pass --target {trained.cfg.target}.")
+    if task == trained.cfg.task and trained.cfg.split_seed != 0:
+        splits = load_code_problems(task, trained.cfg.split_seed)  # the run's own held-out problems
     variant = trained.resolve(variant)
+    problems = splits.get(split)[:limit] if limit else splits.get(split)
+    if not problems:
+        raise UserError(f"Split '{split}' of task '{task}' has no problems.")
     with ui.progress() as progress:
         bar = progress.add_task(f"eval {task}/{split} [{variant}]", total=trained.units(problems), status="")
         score = trained.score(variant, problems, seed=trained.cfg.seed, max_new_tokens=max_tokens,
