@@ -159,7 +159,9 @@ def test_cli_dry_run_prints_the_estimate(data_dir):
     proc = subprocess.run([sys.executable, "-m", "dlmpo", "optimize", *CLI_SMALL, "--data-dir", str(data_dir),
                            "--dry-run", "--json"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    est = json.loads(proc.stdout.strip().splitlines()[-1])["estimate"]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    est = out["estimate"]
+    assert not os.path.exists(out["run_dir"])  # a dry run leaves nothing behind
     # seed val 8 + test 2x8 + 2 rounds x (4 traces + 3 x 8 minibatch + 8 full val)
     assert est["calls"] == 8 + 16 + 2 * (4 + 24 + 8)
 

@@ -18,9 +18,10 @@ from dlmpo.errors import UserError
 
 
 class RunDir:
+    """Nothing is created on disk until the run binds its settings (a dry run leaves no folder)."""
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
 
     config_file = property(lambda self: self.path / "config.json")
     events_file = property(lambda self: self.path / "events.jsonl")
@@ -30,6 +31,7 @@ class RunDir:
 
     def bind_config(self, identity: dict[str, Any], full: dict[str, Any]) -> bool:
         """Write config.json, or check a resumed run against it. Returns True when resuming."""
+        self.path.mkdir(parents=True, exist_ok=True)
         if self.config_file.is_file():
             saved = json.loads(self.config_file.read_text())
             if saved.get("identity") != identity:
