@@ -66,6 +66,19 @@ def test_split_set_uses_real_test_when_present():
     assert (len(s.train), len(s.val), len(s.test), s.notes) == (50, 10, 20, [])
 
 
+def test_a_local_test_file_is_the_held_out_split(tmp_path):
+    folder = tmp_path / "sst2"
+    folder.mkdir()
+    (folder / "train.tsv").write_text("".join(f"train row {i}\t{i % 2}\n" for i in range(20)))
+    (folder / "dev.tsv").write_text("".join(f"dev row {i}\t{i % 2}\n" for i in range(10)))
+    task = get_task("sst2", tmp_path)
+    assert {ex.inputs["sentence"][:3] for ex in task.examples("test")} == {"dev"}  # carved from dev
+    (folder / "test.tsv").write_text("".join(f"test row {i}\t{i % 2}\n" for i in range(6)))
+    task = get_task("sst2", tmp_path)
+    assert [ex.inputs["sentence"] for ex in task.examples("test")] == [f"test row {i}" for i in range(6)]
+    assert len(task.examples("val")) == 10 and not any("carved" in n for n in task.notes)
+
+
 def test_unknown_task_and_split(data_dir):
     with pytest.raises(UserError, match="Unknown task 'nope'"):
         get_task("nope", data_dir)

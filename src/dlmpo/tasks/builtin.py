@@ -118,7 +118,7 @@ BUILTINS: dict[str, BuiltinSpec] = {
         synonyms={"positive": ["pos"], "negative": ["neg"]},
         template="Review: {sentence}\nIs this review positive or negative?",
         seed_prompt="You are a sentiment classifier. Reply with exactly one word: positive or negative.",
-        local_files={"train": ("train.tsv", _sst2_file), "dev": ("dev.tsv", _sst2_file)},
+        local_files={"train": ("train.tsv", _sst2_file), "dev": ("dev.tsv", _sst2_file), "test": ("test.tsv", _sst2_file)},
         hf_id=("stanfordnlp/sst2", None),
         hf_fields={"sentence": "sentence"},
         hf_label_names=SST2_LABELS,
@@ -139,7 +139,7 @@ BUILTINS: dict[str, BuiltinSpec] = {
             "Classify the sentiment of the movie review as very negative, negative, neutral, "
             "positive or very positive."
         ),
-        local_files={"train": ("train.txt", _sst5_file), "dev": ("dev.txt", _sst5_file)},
+        local_files={"train": ("train.txt", _sst5_file), "dev": ("dev.txt", _sst5_file), "test": ("test.txt", _sst5_file)},
         hf_id=("SetFit/sst5", None),
         hf_fields={"sentence": "text"},
         hf_label_names=SST5_LABELS,
@@ -160,7 +160,7 @@ BUILTINS: dict[str, BuiltinSpec] = {
             "Decide whether the two sentences are paraphrases of each other. "
             "Answer equivalent or not equivalent."
         ),
-        local_files={"train": ("train.tsv", _mrpc_file)},
+        local_files={"train": ("train.tsv", _mrpc_file), "test": ("test.tsv", _mrpc_file)},
         hf_id=("nyu-mll/glue", "mrpc"),
         hf_fields={"sentence1": "sentence1", "sentence2": "sentence2"},
         hf_label_names=MRPC_LABELS,
@@ -181,7 +181,7 @@ BUILTINS: dict[str, BuiltinSpec] = {
             "Decide whether the premise entails the hypothesis, contradicts it, or neither. "
             "Answer entailment, neutral or contradiction."
         ),
-        local_files={"train": ("dev_sample.jsonl", _snli_file)},
+        local_files={"train": ("dev_sample.jsonl", _snli_file), "test": ("test.jsonl", _snli_file)},
         hf_id=("stanfordnlp/snli", None),
         hf_fields={"premise": "premise", "hypothesis": "hypothesis"},
         hf_label_names=SNLI_LABELS,
@@ -196,7 +196,11 @@ def _load_local(spec: BuiltinSpec, data_dir: Path) -> dict[str, list[Example]]:
             f"No folder {folder} for task '{spec.name}': point --data-dir (or DLMPO_DATA_DIR) at a "
             f"directory holding {spec.name}/."
         )
-    return {split: reader(folder / file, split) for split, (file, reader) in spec.local_files.items()}
+    # the first file (train) must be there; the others are read when they are (a labelled test
+    # file, when present, is the held-out split instead of one carved from dev)
+    present = {split: (file, reader) for i, (split, (file, reader)) in enumerate(spec.local_files.items())
+               if i == 0 or (folder / file).is_file()}
+    return {split: reader(folder / file, split) for split, (file, reader) in present.items()}
 
 
 def _load_hub(spec: BuiltinSpec) -> dict[str, list[Example]]:
