@@ -276,7 +276,7 @@ def optimize_command(
     kv_refresh: Optional[int] = typer.Option(None, help="DLM context K/V reuse, refreshed every k steps."),
     train_size: Optional[int] = typer.Option(None, help="Train pool for traces [default: 32]."),
     val_size: Optional[int] = typer.Option(None, help="Validation pool for selection [default: 64]."),
-    test_size: Optional[int] = typer.Option(None, help="Held-out test examples [default: the whole test split]."),
+    test_size: Optional[int] = typer.Option(None, help="Held-out test examples (seed and best) [default: 500, or the whole split]."),
     batch_size: Optional[int] = typer.Option(None, help="Train examples run per round [default: 8]."),
     val_batch: Optional[int] = typer.Option(None, help="Val minibatch for comparing candidates [default: 16]."),
     patience: Optional[int] = typer.Option(None, help="Stop after this many rounds without improvement."),

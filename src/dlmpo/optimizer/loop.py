@@ -63,7 +63,7 @@ class Optimizer:
         self.train_pool = rng.sample(train, min(settings.train_size, len(train)))
         self.val_pool = rng.sample(val, min(settings.val_size, len(val)))
         test = sorted(self.task.examples("test"), key=lambda ex: stable_fraction(ex.id))
-        self.test_set = test[: settings.test_size] if settings.test_size else test
+        self.test_set = test[: settings.test_size]
         if not self.train_pool or not self.val_pool or not self.test_set:
             raise UserError(f"Task '{self.task.name}' needs train, val and test examples.")
         self.answer_tokens = answer_cap(self.task, settings.max_answer_tokens)

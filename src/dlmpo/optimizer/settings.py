@@ -31,7 +31,7 @@ class OptimizeSettings(BaseModel):
     candidates: int = Field(4, ge=1)
     train_size: int = Field(32, ge=1)
     val_size: int = Field(64, ge=1)
-    test_size: int | None = Field(None, ge=1)
+    test_size: int = Field(500, ge=1, description="held-out test examples, scored twice (seed and best); the split when smaller")
     batch_size: int = Field(8, ge=1, description="train examples run per round to make traces")
     val_batch: int = Field(16, ge=1, description="val minibatch on which candidates are compared")
     context_traces: int = Field(6, ge=1, description="traces shown to the DLM per candidate")
