@@ -70,6 +70,10 @@ def main() -> None:
     ap.add_argument("--heldout", type=Path, default=ROOT / "recipes/embedded_dlm/data/heldout.jsonl")
     ap.add_argument("--infills", type=int, default=20)
     ap.add_argument("--steps", type=int, default=24)
+    ap.add_argument("--alg", default="entropy")
+    ap.add_argument("--temperature", type=float, default=0.0)
+    ap.add_argument("--block-length", type=int, default=None, help="semi-autoregressive blocks of masks")
+    ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--name", default="embedded_dlm")
     args = ap.parse_args()
     rows = read_rows(args.heldout)
@@ -81,17 +85,20 @@ def main() -> None:
         samples = []
         for i, row in enumerate(infill_rows(rows, args.infills)):
             text = row["prompt"] + "\n\n## Additional instructions\n[MASK:24]"
-            result = infill(model, text, context=row["context"], steps=args.steps, seed=i)
+            sampler = SamplerConfig(steps=args.steps, alg=args.alg, temperature=args.temperature,
+                                    block_length=args.block_length, seed=i)
+            result = infill(model, text, context=row["context"], sampler=sampler)
             span = result.candidates[0].spans[0]
             samples.append({"prompt": row["prompt"], "infill": span, "english": round(english_fraction(span), 3)})
         fluent = sum(s["english"] >= 0.8 and len(s["infill"].split()) >= 3 for s in samples) / len(samples)
-        rates = speed(model)
+        rates = speed(model) if not args.skip_speed else {"plain": None, "kv_refresh_8": None}
         table.append({"model": spec, "heldout_loss": round(metric["loss"], 4), "heldout_acc": round(metric["accuracy"], 4),
                       "masked_tokens": metric["tokens"], "fluent_infills": round(fluent, 3),
                       "mean_english": round(sum(s["english"] for s in samples) / len(samples), 3),
                       "tok_s_plain": rates["plain"], "tok_s_kv": rates["kv_refresh_8"]})
         details[spec] = samples
-    report(args.name, table, {"infills": details, "heldout": str(args.heldout), "steps": args.steps})
+    sampling = {"steps": args.steps, "alg": args.alg, "temperature": args.temperature, "block_length": args.block_length}
+    report(args.name, table, {"infills": details, "heldout": str(args.heldout), "sampling": sampling})
 
 
 if __name__ == "__main__":
