@@ -253,6 +253,23 @@ def _event_printer(ui: Output):
     return show
 
 
+def _settings(config, sets, **flags):
+    """Optimize settings: config file, then flags, then --set k=v."""
+    from dlmpo.optimizer import load_settings
+
+    extra = {}
+    for item in sets or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--set expects key=value, got '{item}'.")
+        extra[key.strip().replace("-", "_")] = value.strip()
+    flags = {k: (str(v) if isinstance(v, Path) else v) for k, v in flags.items()}
+    return load_settings(config, {**flags, **extra})
+
+
+SET_OPT = typer.Option(None, "--set", help="Any other optimize setting, as key=value (repeatable).")
+
+
 @app.command("optimize")
 def optimize_command(
     task: Optional[str] = typer.Option(None, help="Built-in task or task config file [default: sst2]."),
@@ -291,11 +308,12 @@ def optimize_command(
     device: Optional[str] = typer.Option(None, help="DLM device (default: cuda when available)."),
     prices: Optional[str] = typer.Option(None, help="JSON price table {model: [in, out]} USD per 1M tokens."),
     config: Optional[Path] = typer.Option(None, help="TOML/JSON/YAML file of settings (flags override it)."),
+    sets: Optional[list[str]] = SET_OPT,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the call and cost estimate, then stop."),
     json_out: bool = JSON_OPT,
 ) -> None:
     """Optimize a system prompt with a diffusion language model."""
-    from dlmpo.optimizer import Optimizer, load_settings
+    from dlmpo.optimizer import Optimizer
     from dlmpo.report.render import write_report
     from dlmpo.runs.rundir import default_run_dir
 
@@ -311,7 +329,7 @@ def optimize_command(
         max_calls=max_calls, max_cost=max_cost, max_tokens=max_tokens, max_seconds=max_seconds,
         data_dir=str(data_dir) if data_dir else None, seed=seed, device=device, prices=prices,
     )
-    settings = load_settings(config, overrides)
+    settings = _settings(config, sets, **overrides)
     if seed_prompt is not None:
         settings = settings.model_copy(update={"seed_prompt": read_prompt(seed_prompt, "")})
     run_dir = out or default_run_dir(settings.identity())
@@ -427,21 +445,6 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 
-def _comparison_settings(config, sets, **flags):
-    """Settings shared by every run of a comparison or sweep: config file, then flags, then --set k=v."""
-    from dlmpo.optimizer import load_settings
-
-    extra = {}
-    for item in sets or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise UserError(f"--set expects key=value, got '{item}'.")
-        extra[key.strip().replace("-", "_")] = value.strip()
-    flags = {k: (str(v) if isinstance(v, Path) else v) for k, v in flags.items()}
-    return load_settings(config, {**flags, **extra})
-
-
-SET_OPT = typer.Option(None, "--set", help="Any other optimize setting, as key=value (repeatable).")
 # options `compare` and `sweep` share: the settings every one of their runs gets
 RUN_TASK = typer.Option(None, help="Task [default: sst2].")
 RUN_TARGET = typer.Option(None, help="Target model specifier [default: embedded].")
@@ -483,7 +486,7 @@ def compare_command(
     from dlmpo.compare import compare
 
     ui = Output(json_out)
-    base = _comparison_settings(config, sets, task=task, target=target, dlm=dlm, adapter=adapter, optimizer_model=optimizer_model,
+    base = _settings(config, sets, task=task, target=target, dlm=dlm, adapter=adapter, optimizer_model=optimizer_model,
                                 max_calls=max_calls, max_cost=max_cost, rounds=rounds, candidates=candidates,
                                 train_size=train_size, val_size=val_size, test_size=test_size, data_dir=data_dir)
     names = [o.strip() for o in optimizers.split(",") if o.strip()]
@@ -522,7 +525,7 @@ def sweep_command(
     from dlmpo.compare import sweep
 
     ui = Output(json_out)
-    base = _comparison_settings(config, sets, task=task, target=target, dlm=dlm, adapter=adapter, max_calls=max_calls, rounds=rounds,
+    base = _settings(config, sets, task=task, target=target, dlm=dlm, adapter=adapter, max_calls=max_calls, rounds=rounds,
                                 candidates=candidates, train_size=train_size, val_size=val_size, test_size=test_size,
                                 data_dir=data_dir)
     chosen = [v.strip() for v in values.split(",") if v.strip()]

@@ -208,3 +208,13 @@ def test_estimate_counts_judge_calls_once_per_trace_on_episodic_tasks(data_dir, 
     plain = Optimizer(OptimizeSettings(**base), tmp_path / "a").estimate()["calls"]
     judged = Optimizer(OptimizeSettings(**base, feedback="judge", judge="embedded"), tmp_path / "b").estimate()["calls"]
     assert judged - plain == 2
+
+
+def test_cli_optimize_takes_set_key_value(data_dir):
+    ok = subprocess.run([sys.executable, "-m", "dlmpo", "optimize", *CLI_SMALL, "--data-dir", str(data_dir),
+                         "--set", "significance=0.2", "--set", "context_traces=3", "--dry-run", "--json"],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    bad = subprocess.run([sys.executable, "-m", "dlmpo", "optimize", *CLI_SMALL, "--data-dir", str(data_dir),
+                          "--set", "significance", "--dry-run"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--set expects key=value" in bad.stderr and "Traceback" not in bad.stderr
