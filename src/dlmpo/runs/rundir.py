@@ -18,7 +18,7 @@ from dlmpo.errors import UserError
 
 
 class RunDir:
-    """Nothing is created on disk until the run binds its settings (a dry run leaves no folder)."""
+    """Nothing is created on disk until a run binds its settings or logs (a dry run leaves no folder)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -46,6 +46,7 @@ class RunDir:
 
     def append(self, event: dict[str, Any]) -> None:
         line = json.dumps({"time": round(time.time(), 3), **event}, ensure_ascii=False)
+        self.path.mkdir(parents=True, exist_ok=True)
         with self.events_file.open("a", encoding="utf-8") as f:
             f.write(line + "\n")
             f.flush()
