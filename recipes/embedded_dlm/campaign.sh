@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=recipes/embedded_dlm/data
 OUT=recipes/embedded_dlm/campaign
+mkdir -p "$OUT"
 [ -f "$DATA/train.jsonl" ] || python recipes/embedded_dlm/make_data.py --data-dir "${DATA_DIR:-../shared/data}" --out "$DATA"
 dlmpo train --dlm smollm2:base --data "$DATA/train.jsonl" --eval-data "$DATA/heldout.jsonl" \
   --attention "${ATTENTION:-full}" --span-fraction 0.5 --train-mask-row --bf16 --lora-rank 16 \

@@ -10,6 +10,7 @@ cd "$(dirname "$0")/../.."
 DATA=recipes/embedded_dlm/data
 OUT=${OUT:-recipes/embedded_dlm/pilots}
 STEPS=${STEPS:-18}
+mkdir -p "$OUT"
 [ -f "$DATA/train.jsonl" ] || python recipes/embedded_dlm/make_data.py --data-dir "${DATA_DIR:-../shared/data}" --out "$DATA"
 for attention in full anneal:6 block:16; do
   dlmpo train --dlm smollm2:base --data "$DATA/train.jsonl" --eval-data "$DATA/heldout.jsonl" \
