@@ -105,7 +105,7 @@ class NativeDLM(DiffusionLM):
     def raw_logits_partial(self, input_ids, active, context, rows):
         b = input_ids.shape[0]
         positions = active.to(input_ids.device).expand(b, -1)
-        local_rows = torch.searchsorted(active, rows)  # active is sorted and holds every row
+        local_rows = torch.searchsorted(active, rows.contiguous())  # active is sorted and holds every row
         return self.model(input_ids[:, active], positions, context=context, rows=local_rows)[0].float()
 
 
