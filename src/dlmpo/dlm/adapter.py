@@ -63,8 +63,8 @@ def apply_weights(dlm: DiffusionLM, cfg: dict, weights: dict[str, torch.Tensor],
     """Put trained weights onto a freshly loaded base DLM; the result is frozen, in eval mode."""
     weights = dict(weights)
     row = weights.pop(MASK_ROW, None)
-    if cfg["lora"]:
-        add_lora(dlm, cfg["lora_rank"], cfg["lora_alpha"])
+    if cfg.get("lora", True):
+        add_lora(dlm, cfg.get("lora_rank", 16), cfg.get("lora_alpha", 2 * cfg.get("lora_rank", 16)))
     dtype = next(dlm.model.parameters()).dtype
     result = dlm.model.load_state_dict({k: v.to(dlm.device, dtype) for k, v in weights.items()}, strict=False)
     if result.unexpected_keys:
