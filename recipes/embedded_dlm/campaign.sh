@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The long run of the embedded DLM, in resumable slices across sessions (issue 12). Each call
 # trains until TIME_LIMIT (default 100m), stops cleanly with held-out metrics in log.jsonl, saves
-# campaign/checkpoint.pt, and exports the shipped adapter; the same call resumes next time.
+# campaign/checkpoint.pt (not committed: 40 MB), and exports the shipped adapter. The same call
+# resumes from that checkpoint; on a fresh checkout it starts from the shipped adapter with a
+# fresh optimizer (--init-from), continuing its step count and batches.
 # The attention schedule is the pilots' winner (docs/benchmarks.md).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -12,5 +14,5 @@ mkdir -p "$OUT"
 dlmpo train --dlm smollm2:base --data "$DATA/train.jsonl" --eval-data "$DATA/heldout.jsonl" \
   --attention "${ATTENTION:-full}" --span-fraction 0.5 --train-mask-row --bf16 --lora-rank 16 \
   --steps 5000 --batch-size 8 --lr 5e-4 --warmup 20 --max-length 384 --eval-every 60 --save-every 20 \
-  --seed 0 --time-limit "${TIME_LIMIT:-100m}" --out "$OUT" ${DEVICE:+--device "$DEVICE"} --json | tail -1 > "$OUT/last_slice.json"
+  --seed 0 --time-limit "${TIME_LIMIT:-100m}" --init-from src/dlmpo/weights/embedded_dlm --out "$OUT" ${DEVICE:+--device "$DEVICE"} --json | tail -1 > "$OUT/last_slice.json"
 python recipes/embedded_dlm/export.py "$OUT" src/dlmpo/weights/embedded_dlm

@@ -396,6 +396,7 @@ def train_command(
     eval_on: str = typer.Option("target", help="Held-out metric on target, context or all tokens."),
     bf16: bool = typer.Option(False, help="bf16 autocast (faster on recent CPUs and GPUs)."),
     time_limit: Optional[str] = typer.Option(None, help="Stop cleanly and save after this long, e.g. 110m or 2h."),
+    init_from: Optional[Path] = typer.Option(None, help="Adapter folder to start from when --out holds no checkpoint."),
     seed: int = typer.Option(0, help="Random seed."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, ..."),
     json_out: bool = JSON_OPT,
@@ -409,7 +410,8 @@ def train_command(
                       lora_rank=lora_rank, lora_alpha=2 * lora_rank, train_mask_row=train_mask_row, steps=steps,
                       batch_size=batch_size, lr=lr, warmup=warmup, max_length=max_length, eval_every=eval_every,
                       save_every=save_every, eval_on=eval_on, bf16=bf16, seed=seed,
-                      time_limit=parse_duration(time_limit) if time_limit else None, device=device)
+                      time_limit=parse_duration(time_limit) if time_limit else None,
+                      init_from=str(init_from) if init_from else None, device=device)
 
     def show(e):
         if e["type"] == "eval":

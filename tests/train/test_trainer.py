@@ -190,3 +190,19 @@ def test_trained_mask_row_and_attention_come_back_with_the_adapter(canvas_data, 
     assert dlm.attention == "block:4" and dlm.canvas_order == "context_first" and not dlm.supports_kv_reuse
     with pytest.raises(UserError, match="trained on tiny-random:dream"):
         load_adapter(load_dlm("tiny-random:llada", "cpu"), tmp_path / "run")
+
+
+def test_init_from_an_exported_adapter_continues_its_weights_and_steps(canvas_data, tmp_path):
+    from safetensors.torch import load_file
+
+    base = dict(dlm="tiny-random:dream", data=str(canvas_data), lora=True, lora_rank=4, batch_size=2,
+                train_mask_row=True, device="cpu")
+    Trainer(TrainConfig(**base, out=str(tmp_path / "a"), steps=3, lr=5e-2)).run()
+    exported = tmp_path / "export"
+    exported.mkdir()
+    (exported / "adapter.safetensors").write_bytes((tmp_path / "a" / "adapter.safetensors").read_bytes())
+    (exported / "train_config.json").write_text(json.dumps({"step": 3, "tokens_seen": 123}))
+    summary = Trainer(TrainConfig(**base, out=str(tmp_path / "b"), steps=4, lr=0.0, init_from=str(exported))).run()
+    assert summary["steps"] == 4 and summary["tokens_seen"] > 123  # one step on top of the export's three
+    a, b = load_file(str(exported / "adapter.safetensors")), load_file(str(tmp_path / "b" / "adapter.safetensors"))
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k]) for k in a)  # lr 0: the weights carried over

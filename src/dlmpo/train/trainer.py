@@ -60,6 +60,7 @@ class TrainConfig:
     bf16: bool = False
     seed: int = 0
     time_limit: float | None = None  # seconds of this invocation
+    init_from: str | None = None  # adapter folder to start from when out/ holds no checkpoint
     device: str | None = None
 
     def validate(self) -> None:
@@ -79,7 +80,7 @@ class TrainConfig:
         attention_kind(self.attention)
 
     def identity(self) -> dict:
-        volatile = ("device", "eval_every", "save_every", "steps", "time_limit")
+        volatile = ("device", "eval_every", "save_every", "steps", "time_limit", "init_from")
         return {k: v for k, v in asdict(self).items() if k not in volatile}
 
 
@@ -248,6 +249,9 @@ class Trainer:
             gen.set_state(state["generator"])
             step, tokens_seen = state["step"], state["tokens_seen"]
             self._log(log, {"type": "resume", "step": step, "tokens_seen": tokens_seen})
+        elif cfg.init_from:
+            step, tokens_seen = self._init_from(dlm, mask_row, gen)
+            self._log(log, {"type": "init", "from": cfg.init_from, "step": step, "tokens_seen": tokens_seen})
         self._log(log, {"type": "data", "train": len(train), "train_dropped": dropped, "held_out": len(held_out),
                         "held_out_dropped": held_dropped, "max_length": cfg.max_length})
         pad = dlm.tokenizer.pad_token_id if dlm.tokenizer.pad_token_id is not None else dlm.tokenizer.eos_token_id
@@ -334,6 +338,27 @@ class Trainer:
         log.close()
         summary["weights_mb"] = round(sum(v.numel() * v.element_size() for v in weights.values()) / 2**20, 3)
         return summary
+
+    def _init_from(self, dlm: DiffusionLM, mask_row: MaskRow | None, gen: torch.Generator) -> tuple[int, int]:
+        """Start from exported weights (e.g. the shipped adapter) with a fresh optimizer: the step
+        and token counts continue from the export, so the batches do too."""
+        from safetensors.torch import load_file
+
+        folder = Path(self.cfg.init_from)
+        if not (folder / "adapter.safetensors").is_file():
+            raise UserError(f"--init-from {folder} holds no adapter.safetensors.")
+        weights = load_file(str(folder / "adapter.safetensors"))
+        row = weights.pop(MASK_ROW, None)
+        result = dlm.model.load_state_dict({k: v.to(dlm.device) for k, v in weights.items()}, strict=False)
+        if result.unexpected_keys:
+            raise UserError(f"--init-from {folder} was trained on another model or LoRA shape.")
+        if mask_row is not None and row is not None:
+            with torch.no_grad():
+                mask_row.row.copy_(row)
+        info = json.loads((folder / "train_config.json").read_text()) if (folder / "train_config.json").is_file() else {}
+        step, tokens = int(info.get("step", 0)), int(info.get("tokens_seen", 0))
+        gen.manual_seed(self.cfg.seed * 1_000_003 + step)
+        return step, tokens
 
     def _logged_eval(self, step: int) -> dict | None:
         path = self.out / "log.jsonl"
