@@ -246,7 +246,7 @@ class Trainer:
             dlm.model.load_state_dict({k: v.to(dlm.device) for k, v in weights.items()}, strict=False)
             optim.load_state_dict(_expand_optimizer(state["optimizer"]))
             schedule.load_state_dict(state["schedule"])
-            gen.set_state(state["generator"])
+            gen.set_state(state["generator"].cpu())  # map_location put it on the device
             step, tokens_seen = state["step"], state["tokens_seen"]
             self._log(log, {"type": "resume", "step": step, "tokens_seen": tokens_seen})
         elif cfg.init_from:
