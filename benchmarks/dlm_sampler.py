@@ -4,9 +4,12 @@ decoding, confidence-threshold parallel decoding and context K/V reuse.
 Models: `tiny-random:dream`, and `smollm2:base` (SmolLM2-135M's weights in our bidirectional
 module with a fresh mask token: a DLM of real size and real output distributions, NOT trained as
 a DLM, so only speed and NFE are meaningful, not the text).
+`--shape dream-7b` instead runs a random model of Dream-7B's shape (Qwen2.5-7B: 28 layers, hidden
+3584, 28/4 heads, MLP 18944, vocabulary 152064) in bf16, for GPU speed and NFE only.
 Quality proxy: the fraction of infilled tokens equal to the one-per-step output.
 
-    python benchmarks/dlm_sampler.py [--context 512] [--span 32] [--device cpu]"""
+    python benchmarks/dlm_sampler.py [--context 512] [--span 32] [--device cpu]
+    python benchmarks/dlm_sampler.py --shape dream-7b --context 2048 --span 64 --device cuda"""
 
 from __future__ import annotations
 
@@ -20,7 +23,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import report  # noqa: E402
 
 from dlmpo.dlm import Sampler, SamplerConfig, load_dlm  # noqa: E402
-from dlmpo.dlm.base import pick_device  # noqa: E402
+from dlmpo.dlm.base import NativeDLM, pick_device  # noqa: E402
+from dlmpo.dlm.loaders import DREAM_MASK, _smollm2_tokenizer  # noqa: E402
+from dlmpo.dlm.modeling import BidirectionalLM, TransformerConfig  # noqa: E402
+
+DREAM_7B = TransformerConfig(vocab_size=152064, hidden_size=3584, num_layers=28, num_heads=28, num_kv_heads=4,
+                             intermediate_size=18944, rope_theta=1e6, qkv_bias=True)
+
+
+def dream_7b_shaped(device: torch.device) -> NativeDLM:
+    """Random weights of Dream-7B's shape in bf16; SmolLM2's tokenizer (its ids fit the vocabulary)."""
+    tok = _smollm2_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": [DREAM_MASK]})
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = BidirectionalLM(DREAM_7B).to(torch.bfloat16)
+    return NativeDLM(model, tok, name="dream-7b-shaped (random, bf16)", family="dream",
+                     mask_token_id=tok.convert_tokens_to_ids(DREAM_MASK), shift=True, max_length=4096,
+                     device=device)
 
 
 def canvas(model, context_tokens: int, span: int) -> torch.Tensor:
@@ -70,8 +90,14 @@ def main():
     ap.add_argument("--span", type=int, default=32)
     ap.add_argument("--device", default=None)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--shape", choices=["small", "dream-7b"], default="small")
     args = ap.parse_args()
     device = pick_device(args.device)
+    if args.shape == "dream-7b":
+        model = dream_7b_shaped(device)
+        rows = run(model, model.name, args.context, args.span, args.repeats)
+        report(f"dlm_sampler_dream7b_{device.type}_ctx{args.context}", rows)
+        return
     rows = run(load_dlm("tiny-random:dream", str(device)), "tiny-random:dream", args.context, args.span, args.repeats)
     rows += run(load_dlm("smollm2:base", str(device)), "smollm2:base (135M)", args.context, args.span, args.repeats)
     report(f"dlm_sampler_{device.type}_ctx{args.context}", rows)
