@@ -5,14 +5,17 @@
 # resumes from that checkpoint; on a fresh checkout it starts from the shipped adapter with a
 # fresh optimizer (--init-from), continuing its step count and batches.
 # The attention schedule is the pilots' winner (docs/benchmarks.md).
+# On a GPU: DEVICE=cuda BATCH_SIZE=64 STEPS=20000 EVAL_EVERY=200 SAVE_EVERY=200 OUT=recipes/embedded_dlm/campaign_gpu
+# (a separate run directory: the batch size is part of a run's identity).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=recipes/embedded_dlm/data
-OUT=recipes/embedded_dlm/campaign
+OUT=${OUT:-recipes/embedded_dlm/campaign}
 mkdir -p "$OUT"
 [ -f "$DATA/train.jsonl" ] || python recipes/embedded_dlm/make_data.py --data-dir "${DATA_DIR:-../shared/data}" --out "$DATA"
-dlmpo train --dlm smollm2:base --data "$DATA/train.jsonl" --eval-data "$DATA/heldout.jsonl" \
+${DLMPO:-dlmpo} train --dlm smollm2:base --data "$DATA/train.jsonl" --eval-data "$DATA/heldout.jsonl" \
   --attention "${ATTENTION:-full}" --span-fraction 0.5 --train-mask-row --bf16 --lora-rank 16 \
-  --steps 5000 --batch-size 8 --lr 5e-4 --warmup 20 --max-length 384 --eval-every 60 --save-every 20 \
+  --steps "${STEPS:-5000}" --batch-size "${BATCH_SIZE:-8}" --lr 5e-4 --warmup 20 --max-length 384 \
+  --eval-every "${EVAL_EVERY:-60}" --save-every "${SAVE_EVERY:-20}" \
   --seed 0 --time-limit "${TIME_LIMIT:-100m}" --init-from src/dlmpo/weights/embedded_dlm --out "$OUT" ${DEVICE:+--device "$DEVICE"} --json | tail -1 > "$OUT/last_slice.json"
 python recipes/embedded_dlm/export.py "$OUT" src/dlmpo/weights/embedded_dlm

@@ -11,10 +11,13 @@ offline:
 - agent policies: τ-bench airline policy chunks, with the user/assistant turns of the recorded
   airline episodes as traces;
 - English task descriptions from the lm-eval package (MIT; `pip download lm_eval==0.4.13`), with
-  no traces.
+  no traces;
+- system prompts written by SmolLM2-135M-Instruct itself (`self_instruct.py`, committed as
+  `data/self_instruct.jsonl`), with no traces.
 
 Held out (never trained on, for the metrics): the SST-5 task and its prompts, τ-bench retail
-policy chunks, a tenth of the lm-eval descriptions.
+policy chunks, a tenth of the lm-eval descriptions. An existing `heldout.jsonl` in --out is kept
+as it is (the committed one is the campaign's yardstick) and its prompts are dropped from train.
 
     python recipes/embedded_dlm/make_data.py --data-dir ../shared/data --out recipes/embedded_dlm/data
 """
@@ -171,7 +174,9 @@ def main():
     ap.add_argument("--data-dir", default="../shared/data")
     ap.add_argument("--out", default="recipes/embedded_dlm/data")
     ap.add_argument("--lm-eval-wheel", type=Path, default=None, help="a downloaded lm_eval wheel (else pip download)")
-    ap.add_argument("--task-rows", type=int, default=2400, help="task-prompt canvases per training task")
+    ap.add_argument("--task-rows", type=int, default=6000, help="task-prompt canvases per training task")
+    ap.add_argument("--self-instruct", type=Path, default=Path(__file__).parent / "data" / "self_instruct.jsonl",
+                    help="rows written by self_instruct.py, added to train when the file is there")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     data, out = Path(args.data_dir), Path(args.out)
@@ -202,6 +207,13 @@ def main():
     held_out += [{"prompt": d} for d in descriptions[:cut]]
     train += [{"prompt": d} for d in descriptions[cut:] for _ in range(3)]
 
+    if args.self_instruct.is_file():
+        train += [json.loads(line) for line in args.self_instruct.read_text().splitlines() if line.strip()]
+    kept = out / "heldout.jsonl"
+    if kept.is_file():  # the committed held-out set stays the yardstick whatever --task-rows draws
+        held_out = [json.loads(line) for line in kept.read_text().splitlines() if line.strip()]
+        unseen = {r["prompt"] for r in held_out}
+        train = [r for r in train if r["prompt"] not in unseen]
     rng.shuffle(train)
     for name, rows in (("train.jsonl", train), ("heldout.jsonl", held_out)):
         (out / name).write_text("\n".join(json.dumps(r) for r in rows) + "\n")

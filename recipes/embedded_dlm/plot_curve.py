@@ -1,7 +1,9 @@
 """The embedded DLM's learning curve: held-out prompt-token loss and accuracy against training
-tokens seen, from the campaign's log, one marker per slice end.
+tokens seen (log scale), from the logs of one or more runs (the CPU campaign, then the GPU stage
+that continued it), one marker per slice end.
 
-    python recipes/embedded_dlm/plot_curve.py recipes/embedded_dlm/campaign docs/embedded_dlm_curve.png
+    python recipes/embedded_dlm/plot_curve.py recipes/embedded_dlm/campaign recipes/embedded_dlm/campaign_gpu \
+        docs/embedded_dlm_curve.png
 """
 
 from __future__ import annotations
@@ -16,21 +18,27 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def plot(run: Path, out: Path) -> None:
-    events = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    evals = {e["step"]: e for e in events if e["type"] == "eval"}  # a re-logged step keeps its last value
-    points = sorted(evals.values(), key=lambda e: e["tokens_seen"])
-    tokens = [e["tokens_seen"] / 1e3 for e in points]
-    slice_ends = {e["to_step"] for e in events if e["type"] == "slice"}
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
-    for ax, key, label in ((left, "loss", "held-out loss"), (right, "accuracy", "held-out accuracy")):
-        ax.plot(tokens, [e[key] for e in points], marker="o", markersize=3)
+def plot(runs: list[Path], out: Path) -> None:
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    for colour, run in enumerate(runs):
+        events = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+        cfg = json.loads((run / "train_config.json").read_text())
+        evals = {e["step"]: e for e in events if e["type"] == "eval"}  # a re-logged step keeps its last value
+        points = sorted(evals.values(), key=lambda e: e["tokens_seen"])
+        slice_ends = {e["to_step"] for e in events if e["type"] == "slice"}
         ends = [e for e in points if e["step"] in slice_ends]
-        ax.plot([e["tokens_seen"] / 1e3 for e in ends], [e[key] for e in ends], "s", color="C3", label="slice end")
-        ax.set_xlabel("training tokens seen (thousands)")
+        name = f"{run.name} ({cfg.get('device') or 'cpu'}, batch {cfg['batch_size']})"
+        for ax, key in ((left, "loss"), (right, "accuracy")):
+            ax.plot([e["tokens_seen"] for e in points], [e[key] for e in points], marker="o", markersize=3,
+                    color=f"C{colour}", label=name)
+            ax.plot([e["tokens_seen"] for e in ends], [e[key] for e in ends], "s", color="C3",
+                    label="slice end" if colour == len(runs) - 1 else None)
+    for ax, label in ((left, "held-out loss"), (right, "held-out accuracy")):
+        ax.set_xscale("log")
+        ax.set_xlabel("training tokens seen")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    left.legend()
+    left.legend(fontsize=7)
     fig.suptitle("embedded DLM: masked prompt tokens of held-out canvases (ratio 0.5)")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -39,4 +47,6 @@ def plot(run: Path, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    plot(Path(sys.argv[1]), Path(sys.argv[2]))
+    if len(sys.argv) < 3:
+        sys.exit("usage: plot_curve.py RUN_DIR [RUN_DIR ...] OUT.png")
+    plot([Path(a) for a in sys.argv[1:-1]], Path(sys.argv[-1]))
