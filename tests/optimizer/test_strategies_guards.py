@@ -61,6 +61,16 @@ def test_guard_rejects_copies_length_and_duplicates():
     assert guard.reject_reason(SEED + " Be strict about sarcasm.", SEED, [source]) is None
 
 
+def test_guard_rejects_the_canvas_trace_format_unless_the_incumbent_has_it():
+    guard = PromptGuard(max_chars=1000, copy_ngram=8)
+    seed = "Classify the review."
+    assert "trace format" in guard.reject_reason(seed + "\n[1] User: great film", seed, [])
+    assert "trace format" in guard.reject_reason(seed + "\nScore: 0\nFeedback: wrong", seed, [])
+    assert guard.reject_reason(seed + " Give a score: 1 to 5.", seed, []) is None  # not at a line start
+    own = "Grade the answer.\nFeedback: one sentence."
+    assert guard.reject_reason(own + "\nFeedback: be kind.", own, []) is None
+
+
 def test_context_puts_failures_first():
     mk = lambda i, s: Trace(f"e{i}", f"q{i}", f"o{i}", None, "positive", s, f"fb{i}")  # noqa: E731
     traces = [mk(0, 1), mk(1, 0), mk(2, 1), mk(3, 0), mk(4, 1), mk(5, 0), mk(6, 0)]

@@ -6,6 +6,10 @@ import re
 from dataclasses import dataclass
 
 
+# the canvas shows traces as "[1] User: …", "Assistant: …", "Score: …", "Feedback: …" lines
+TRACE_MARKUP = re.compile(r"\[\d+\] User:|^\s*(?:Assistant|Score|Feedback):", re.M)
+
+
 def _words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9']+", text.lower())
 
@@ -22,6 +26,8 @@ class PromptGuard:
             return "identical to the incumbent"
         if len(candidate) > self.max_chars:
             return f"longer than {self.max_chars} characters"
+        if TRACE_MARKUP.search(candidate) and not TRACE_MARKUP.search(incumbent):
+            return "writes the canvas's trace format (a trace, not an instruction)"
         copied = self.copied_span(candidate, sources)
         if copied:
             return f"copies training text verbatim: \"{copied}\""
