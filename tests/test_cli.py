@@ -39,7 +39,7 @@ def test_infill_with_context_and_examples(tmp_path):
     (tmp_path / "ex.jsonl").write_text(json.dumps({"input": "great fun", "output": "positive"}) + "\n")
     proc = dlmpo("infill", "--dlm", "tiny-random:dream", "--text", "Classify. [MASK:8]", "--steps", "4",
                  "--context", str(tmp_path / "traces.jsonl"), "--examples", str(tmp_path / "ex.jsonl"),
-                 "--candidates", "2", "--json")
+                 "--candidates", "2", "--schedule", "auto", "--json")
     assert proc.returncode == 0, proc.stderr
     assert len(json.loads(proc.stdout.strip().splitlines()[-1])["candidates"]) == 2
 
@@ -53,6 +53,7 @@ def test_infill_with_context_and_examples(tmp_path):
     (["infill", "--dlm", "tiny-random:gpt", "--text", "x [MASK:2]"], "Unknown tiny-random architecture"),
     (["infill", "--dlm", "tiny-random:dream", "--text", "x [MASK:2]", "--alg", "best"], "Unknown remasking rule"),
     (["infill", "--dlm", "tiny-random:dream", "--text", "x [MASK:5000]"], "reads at most 2048"),
+    (["infill", "--dlm", "tiny-random:dream", "--text", "x [MASK:2]", "--schedule", "fast"], "Unknown reveal schedule"),
     (["infill", "--dlm", "tiny-random:dream", "--text", "x [MASK:2]", "--context", "/no/file.jsonl"], "does not exist"),
     (["report", "/no/such/run"], "holds no finished run"),
 ])

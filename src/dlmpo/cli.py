@@ -177,6 +177,7 @@ def infill_command(
     block_length: Optional[int] = typer.Option(None, help="Semi-autoregressive blocks of this many masks."),
     threshold: Optional[float] = typer.Option(None, help="Parallel decoding: reveal every token above this probability."),
     kv_refresh: Optional[int] = typer.Option(None, help="Reuse context K/V, refreshed every k steps."),
+    schedule: str = typer.Option("even", help="Tokens revealed per step: even, dream, mdlm, auto (the family's)."),
     candidates: int = typer.Option(1, min=1, help="Candidates sampled in one batch."),
     seed: int = typer.Option(0, help="Random seed."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available)."),
@@ -193,7 +194,7 @@ def infill_command(
     ui = Output(json_out)
     cfg = SamplerConfig(steps=steps, alg=alg, alg_temp=alg_temp, temperature=temperature, top_p=top_p,
                         top_k=top_k, block_length=block_length, threshold=threshold, kv_refresh=kv_refresh,
-                        seed=seed)
+                        seed=seed, schedule=schedule)
     cfg.validate()
     items = [obj for _, obj in read_objects(context, "Context")] if context else []
     instruction = None

@@ -134,7 +134,7 @@ class Optimizer:
             return TextGradProposer(self.writer, temperature=s.temperature)
         sampler = SamplerConfig(steps=s.steps, alg=s.alg, alg_temp=s.alg_temp, temperature=s.temperature,
                                 top_p=s.top_p, top_k=s.top_k, block_length=s.block_length, threshold=s.threshold,
-                                kv_refresh=s.kv_refresh, seed=s.seed)
+                                kv_refresh=s.kv_refresh, seed=s.seed, schedule=s.schedule)
         sampler.validate()
         model = load_dlm(s.dlm, s.device, adapter=s.adapter)
         return DLMProposer(model, sampler, strategy=s.strategy, mask_tokens=s.mask_tokens,

@@ -55,6 +55,7 @@ class OptimizeSettings(BaseModel):
     block_length: int | None = Field(None, ge=1)
     threshold: float | None = Field(None, gt=0, le=1)
     kv_refresh: int | None = Field(None, ge=1)
+    schedule: str = Field("even", description="tokens revealed per step: even, dream, mdlm, auto (the DLM family's)")
     device: str | None = None
 
     min_gain: int = Field(1, ge=1, description="paired wins minus losses needed on the val minibatch")
