@@ -14,6 +14,7 @@ import dlmpo
 from dlmpo.dlm import ContextItem
 from dlmpo.errors import UserError
 from dlmpo.lm.cache import CallCache
+from dlmpo.lm.types import ChatResponse
 from dlmpo.optimizer import Optimizer, OptimizeResult, OptimizeSettings
 from dlmpo.optimizer.proposers import Proposal
 
@@ -218,3 +219,32 @@ def test_cli_optimize_takes_set_key_value(data_dir):
     bad = subprocess.run([sys.executable, "-m", "dlmpo", "optimize", *CLI_SMALL, "--data-dir", str(data_dir),
                           "--set", "significance", "--dry-run"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--set expects key=value" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("reply, failure", [
+    (ChatResponse(text="", error="HTTP 500 after 3 tries"), "writer call failed: HTTP 500 after 3 tries"),
+    (ChatResponse(text="   "), "writer wrote nothing"),
+    (ChatResponse(text="Watch for sarcasm."), None),
+])
+def test_ar_writer_failure_is_a_rejected_candidate_not_an_empty_prompt(reply, failure):
+    from dlmpo.optimizer.ar_proposer import ARProposer
+
+    class Writer:
+        async def chat(self, request):
+            return reply
+
+    proposer = ARProposer(Writer(), strategy="append", mask_tokens=8, span_ratio=0.25, span_length=4, seed=0)
+    (proposal,) = asyncio.run(proposer.propose("Classify the review.", [], 1, 1))
+    assert proposal.failure == failure
+    assert ("Watch for sarcasm." in proposal.prompt) == (failure is None)
+
+
+def test_textgrad_failed_critique_rejects_its_candidates_instead_of_a_stock_gradient():
+    from dlmpo.optimizer.textgrad_proposer import TextGradProposer
+
+    class Writer:
+        async def chat(self, request):
+            return ChatResponse(text="", error="timeout after 3 tries")
+
+    proposals = asyncio.run(TextGradProposer(Writer()).propose("Classify the review.", [], 2, 1))
+    assert [p.failure for p in proposals] == ["critique call failed: timeout after 3 tries"] * 2

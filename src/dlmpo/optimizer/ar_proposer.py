@@ -73,10 +73,12 @@ class ARProposer:
                           {"role": "user", "content": f"System prompt:\n{blanks}\n\nAnswers:\n{traces}"}],
                 temperature=self.temperature, max_tokens=min(512, 32 + sum(sizes) * 2),
                 sample_index=round_index * 1000 + i))
-            fills = iter(_trim_words(t, n) for t, n in zip(parse_blanks(reply.text, len(sizes)), sizes))
-            prompt = MASK_RUN.sub(lambda _m: next(fills), text)
-            prompt = re.sub(r"[ \t]+\n", "\n", prompt).strip()
-            proposals.append(Proposal(prompt, strategy, text, 0, time.perf_counter() - start))
+            texts = [] if reply.error else parse_blanks(reply.text, len(sizes))
+            fills = iter(_trim_words(t, n) for t, n in zip(texts, sizes))
+            failure = (f"writer call failed: {reply.error}" if reply.error
+                       else None if any(texts) else "writer wrote nothing")
+            prompt = text if failure else re.sub(r"[ \t]+\n", "\n", MASK_RUN.sub(lambda _m: next(fills), text)).strip()
+            proposals.append(Proposal(prompt, strategy, text, 0, time.perf_counter() - start, failure))
         return proposals
 
 

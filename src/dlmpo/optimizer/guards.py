@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-
 # the canvas shows traces as "[1] User: …", "Assistant: …", "Score: …", "Feedback: …" lines
 TRACE_MARKUP = re.compile(r"\[\d+\] User:|^\s*(?:Assistant|Score|Feedback):", re.M)
 

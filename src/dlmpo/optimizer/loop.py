@@ -267,7 +267,7 @@ class Optimizer:
             row = {"index": i, "strategy": p.strategy, "prompt": p.prompt, "masked": p.masked, "nfe": p.nfe,
                    "dlm_seconds": round(p.seconds, 3), "rejected": None, "minibatch": None,
                    "wins": 0, "losses": 0, "val": None, "significance": None}
-            row["rejected"] = self.guard.reject_reason(p.prompt, incumbent, sources)
+            row["rejected"] = p.failure or self.guard.reject_reason(p.prompt, incumbent, sources)
             if row["rejected"] is None and any(c["prompt"] == p.prompt for c in candidates):
                 row["rejected"] = "duplicate of another candidate"
             if row["rejected"] is None:

@@ -19,6 +19,7 @@ class Proposal:
     masked: str
     nfe: int = 0
     seconds: float = 0.0
+    failure: str | None = None  # the writer failed: the candidate is recorded, rejected, never scored
 
 
 class Proposer(Protocol):

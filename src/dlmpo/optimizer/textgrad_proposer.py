@@ -46,7 +46,11 @@ class TextGradProposer:
             messages=[{"role": "system", "content": CRITIQUE},
                       {"role": "user", "content": f"System prompt:\n{incumbent}\n\nAnswers:\n{traces}"}],
             temperature=0.0, max_tokens=256, sample_index=round_index * 1000))
-        gradient = critique.text.strip() or "Make the expected answer format explicit."
+        if critique.error or not critique.text.strip():
+            failure = f"critique call failed: {critique.error}" if critique.error else "critique was empty"
+            seconds = time.perf_counter() - start
+            return [Proposal(incumbent, "rewrite", "[critique] (none)", 0, seconds / k, failure) for _ in range(k)]
+        gradient = critique.text.strip()
         critique_seconds = time.perf_counter() - start
         proposals = []
         for i in range(k):  # k sampled steps along the same gradient
@@ -57,5 +61,6 @@ class TextGradProposer:
                 temperature=self.temperature, max_tokens=self.max_prompt_tokens, sample_index=round_index * 1000 + 1 + i))
             prompt = extract_prompt(reply.text, incumbent)
             seconds = time.perf_counter() - step_start + critique_seconds / k  # the critique is shared
-            proposals.append(Proposal(prompt, "rewrite", f"[critique] {gradient}", 0, seconds))
+            failure = f"writer call failed: {reply.error}" if reply.error else None
+            proposals.append(Proposal(prompt, "rewrite", f"[critique] {gradient}", 0, seconds, failure))
         return proposals
