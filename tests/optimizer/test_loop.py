@@ -248,3 +248,22 @@ def test_textgrad_failed_critique_rejects_its_candidates_instead_of_a_stock_grad
 
     proposals = asyncio.run(TextGradProposer(Writer()).propose("Classify the review.", [], 2, 1))
     assert [p.failure for p in proposals] == ["critique call failed: timeout after 3 tries"] * 2
+
+
+def test_failed_judge_calls_keep_the_metric_sentence_and_are_counted():
+    from dlmpo.evaluate import Trace
+    from dlmpo.optimizer.feedback import JudgeFeedback
+
+    replies = iter([ChatResponse(text="Say negative for sarcasm."), ChatResponse(text="", error="HTTP 429"),
+                    ChatResponse(text=" ")])
+
+    class Judge:
+        async def chat(self, request):
+            return next(replies)
+
+    traces = [Trace(str(i), "dull film", "positive", "positive", "negative", 0.0, f"Expected negative ({i}).")
+              for i in range(3)]
+    judge = JudgeFeedback(Judge())
+    notes = asyncio.run(judge.annotate("Classify.", traces))
+    assert notes == ["Say negative for sarcasm.", "Expected negative (1).", "Expected negative (2)."]
+    assert sorted(judge.failures) == ["judge call failed: HTTP 429", "judge wrote nothing"]

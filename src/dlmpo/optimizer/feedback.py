@@ -26,12 +26,14 @@ JUDGE_INSTRUCTION = (
 
 class FeedbackSource(Protocol):
     name: str
+    failures: list[str]  # why notes of the last annotate() fell back to the metric's sentence
 
     async def annotate(self, prompt: str, traces: list[Trace]) -> list[str | None]: ...
 
 
 class MetricFeedback:
     name = "metric"
+    failures: list[str] = []
 
     async def annotate(self, prompt, traces):
         return [t.feedback for t in traces]
@@ -39,6 +41,7 @@ class MetricFeedback:
 
 class NoFeedback:
     name = "none"
+    failures: list[str] = []
 
     async def annotate(self, prompt, traces):
         return [None for _ in traces]
@@ -50,15 +53,21 @@ class JudgeFeedback:
     def __init__(self, judge: ChatModel, instruction: str = JUDGE_INSTRUCTION):
         self.judge = judge
         self.instruction = instruction
+        self.failures: list[str] = []
 
     async def annotate(self, prompt, traces):
+        self.failures = []
+
         async def one(t: Trace) -> str | None:
             content = (f"System prompt:\n{prompt}\n\nUser message:\n{t.user}\n\nAssistant answer:\n{t.output}\n\n"
                        f"Correct answer: {t.gold}\nScore: {t.score:g}\nAutomatic check: {t.feedback}")
             resp = await self.judge.chat(ChatRequest(
                 messages=[{"role": "system", "content": self.instruction}, {"role": "user", "content": content}],
                 max_tokens=80))
-            return resp.text.strip() or t.feedback if resp.error is None else t.feedback
+            if resp.error is not None or not resp.text.strip():
+                self.failures.append(f"judge call failed: {resp.error}" if resp.error else "judge wrote nothing")
+                return t.feedback
+            return resp.text.strip()
 
         return list(await asyncio.gather(*(one(t) for t in traces)))
 
@@ -68,6 +77,7 @@ class HumanFeedback:
     without a file, typed at the terminal for each shown trace (empty line = keep the metric's)."""
 
     name = "human"
+    failures: list[str] = []
 
     def __init__(self, notes_file: str | None):
         self.general: str | None = None

@@ -218,7 +218,8 @@ class Optimizer:
             val={"seed": round(seed_val.score, 4), "best": round(best_val, 4)},
             test={"seed": round(seed_test.score, 4), "best": round(best_test.score, 4)},
             rounds=records, stop_reason=stop_reason, calls=spend.calls, usage=usage,
-            seconds=time.perf_counter() - start, settings=s.model_dump(), warnings=[warning] if warning else [],
+            seconds=time.perf_counter() - start, settings=s.model_dump(),
+            warnings=([warning] if warning else []) + self._fallback_warnings(),
         )
         result.save(self.run_dir.result_file)
         self._emit({"type": "run_end", **result.summary()})
@@ -244,6 +245,15 @@ class Optimizer:
                         "parse_failures": result.parse_failures, "failures": result.failures})
         return result
 
+    def _fallback_warnings(self) -> list[str]:
+        failed = [e for e in self.run_dir.events() if e.get("type") == "feedback_fallback"]
+        if not failed:
+            return []
+        n, of = sum(e["failed"] for e in failed), sum(e["of"] for e in failed)
+        reasons = sorted({why for e in failed for why in e["reasons"]})
+        return [f"{failed[0]['source']} feedback failed on {n} of {of} traces in {len(failed)} round(s), which "
+                f"kept the metric's sentence ({'; '.join(reasons)[:200]})"]
+
     async def _round(self, r, target, budget, reserve, proposer, feedback, incumbent, best_val):
         s = self.s
         t0 = time.perf_counter()
@@ -258,6 +268,9 @@ class Optimizer:
         else:
             notes = await feedback.annotate(incumbent, traces.traces)
             self._emit({"type": "feedback", "round": r, "source": feedback.name, "notes": notes})
+            if feedback.failures:  # those traces keep the metric's sentence; the run goes on
+                self._emit({"type": "feedback_fallback", "round": r, "source": feedback.name,
+                            "failed": len(feedback.failures), "of": len(notes), "reasons": sorted(set(feedback.failures))})
         context = select_context(traces.traces, notes, s.context_traces)
         proposals = await proposer.propose(incumbent, context, s.candidates, r)
         inc_mb = await self._eval(target, budget, incumbent, val_batch, "val", "incumbent", reserve, r)
