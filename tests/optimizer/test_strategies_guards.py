@@ -106,3 +106,18 @@ def test_diff_marks_added_and_removed_spans():
     assert diff_markdown("Be brief. Answer now.", "Be brief. Answer carefully now.") == \
         "Be brief. Answer [+carefully+] now."
     assert "[-brief.-]" in diff_markdown("Be brief.", "Be")
+
+
+POLICY = ("# Retail agent policy\n\nYou help users. Be polite and brief.\n\n"
+          "- Check the order id first. Then ask for the reason.\n- Never refund twice.\n1. Confirm the user.\n2. Act.")
+
+
+@pytest.mark.parametrize("spec", ["span", "sentence"])
+def test_span_and_sentence_keep_lines_and_markdown(spec):
+    for seed in range(5):
+        text = apply_strategy(spec, 0, POLICY, random.Random(seed), count, n=8, ratio=0.3, span_length=3)[0]
+        assert "[MASK:" in text
+        assert text.count("\n") == POLICY.count("\n")  # no line is merged or split
+        for masked, original in zip(text.split("\n"), POLICY.split("\n")):
+            for marker in ("# ", "- ", "1. ", "2. "):
+                assert masked.startswith(marker) == original.startswith(marker)

@@ -37,36 +37,62 @@ def regrow(prompt: str, rng: random.Random, count: TokenCounter, n: int, **_) ->
     return f"{head}\n\n{HEADING}\n[MASK:{size}]"
 
 
+# a line's Markdown marker (heading, bullet, numbered item) stays; only its text may be masked
+MARKER = re.compile(r"^(\s*(?:#{1,6}|[-*+]|\d+[.)])\s+)")
+
+
+def _lines(text: str) -> list[tuple[str, str, str]]:
+    """(marker, body, line break after it) for each line; joined back they give the text."""
+    out = []
+    for line, brk in re.findall(r"([^\n]*)(\n*)", text)[:-1] or [(text, "")]:
+        m = MARKER.match(line)
+        marker = m.group(1) if m else ""
+        out.append((marker, line[len(marker):], brk))
+    return out
+
+
 def span(prompt: str, rng: random.Random, count: TokenCounter, n: int, ratio: float = 0.25,
          span_length: int = 6, **_) -> str:
+    """Random word spans, each inside one line: line breaks and Markdown markers are never masked."""
     head, added = _split_added(prompt)
-    words = head.split(" ")
+    lines = _lines(head)
+    words = [(li, wi) for li, (_, body, _) in enumerate(lines) for wi, _ in enumerate(body.split(" "))]
     if len(words) < 2:
         return append(prompt, rng, count, n)
     n_spans = max(1, round(len(words) * ratio / span_length))
-    starts = sorted(rng.sample(range(len(words)), min(n_spans, len(words))))
-    out: list[str] = []
-    i = 0
-    for start in starts:
-        if start < i:
-            continue
-        out.extend(words[i:start])
-        removed = " ".join(words[start:start + span_length])
-        out.append(f"[MASK:{count(removed) + 2}]")  # room to grow a little; unused slots are stripped
-        i = start + span_length
-    out.extend(words[i:])
-    text = " ".join(out)
+    starts = {words[i] for i in rng.sample(range(len(words)), min(n_spans, len(words)))}
+    out = []
+    for li, (marker, body, brk) in enumerate(lines):
+        tokens, kept, i = body.split(" "), [], 0
+        while i < len(tokens):
+            if (li, i) in starts:
+                removed = " ".join(tokens[i:i + span_length])
+                kept.append(f"[MASK:{count(removed) + 2}]")  # room to grow a little; unused slots are stripped
+                i += span_length
+            else:
+                kept.append(tokens[i])
+                i += 1
+        out.append(marker + " ".join(kept) + brk)
+    text = "".join(out)
     return f"{text}\n\n{HEADING}\n{added}" if added else text
 
 
 def sentence(prompt: str, rng: random.Random, count: TokenCounter, n: int, ratio: float = 0.25, **_) -> str:
+    """Whole sentences, each inside one line: line breaks and Markdown markers are never masked."""
     head, added = _split_added(prompt)
-    parts = re.split(r"(?<=[.!?])\s+", head.strip())
-    if len(parts) < 1 or not parts[0]:
+    pieces = []  # [marker, sentence, separator] per sentence
+    for marker, body, brk in _lines(head.strip()):
+        parts = re.split(r"(?<=[.!?])(\s+)", body)
+        for j in range(0, len(parts), 2):
+            sep = parts[j + 1] if j + 1 < len(parts) else brk
+            pieces.append([marker if j == 0 else "", parts[j], sep])
+    candidates = [i for i, (_, text, _) in enumerate(pieces) if text.strip()]
+    if not candidates:
         return append(prompt, rng, count, n)
-    k = max(1, round(len(parts) * ratio))
-    chosen = set(rng.sample(range(len(parts)), min(k, len(parts))))
-    text = " ".join(f"[MASK:{count(p) + 4}]" if i in chosen else p for i, p in enumerate(parts))
+    k = max(1, round(len(candidates) * ratio))
+    chosen = set(rng.sample(candidates, min(k, len(candidates))))
+    text = "".join(m + (f"[MASK:{count(t) + 4}]" if i in chosen else t) + sep
+                   for i, (m, t, sep) in enumerate(pieces))
     return f"{text}\n\n{HEADING}\n{added}" if added else text
 
 
