@@ -17,6 +17,7 @@ from dlmpo.lm.cache import CallCache
 from dlmpo.lm.types import ChatResponse
 from dlmpo.optimizer import Optimizer, OptimizeResult, OptimizeSettings
 from dlmpo.optimizer.proposers import Proposal
+from dlmpo.runs.rundir import RunDir
 
 SMALL = dict(task="sst2", target="embedded", dlm="tiny-random:dream", rounds=2, candidates=2, train_size=6,
              val_size=8, test_size=8, batch_size=4, val_batch=8, steps=8, mask_tokens=8, seed=0)
@@ -75,6 +76,9 @@ class ListProposer:
 
     def __init__(self, prompts):
         self.prompts = prompts
+
+    def prompt_token_limit(self):
+        return None
 
     async def propose(self, incumbent, context, k, round_index):
         assert all(isinstance(c, ContextItem) for c in context) and context
@@ -267,3 +271,10 @@ def test_failed_judge_calls_keep_the_metric_sentence_and_are_counted():
     notes = asyncio.run(judge.annotate("Classify.", traces))
     assert notes == ["Say negative for sarcasm.", "Expected negative (1).", "Expected negative (2)."]
     assert sorted(judge.failures) == ["judge call failed: HTTP 429", "judge wrote nothing"]
+
+
+def test_seed_prompt_too_long_for_the_dlm_fails_before_any_call(tmp_path, data_dir):
+    settings = OptimizeSettings(**SMALL, data_dir=str(data_dir), seed_prompt="Answer. " * 1100)
+    with pytest.raises(UserError, match="can rewrite at most .* shorten the prompt or lower --mask-tokens"):
+        asyncio.run(Optimizer(settings, tmp_path / "run").run())
+    assert not any(e.get("type") == "eval" for e in RunDir(tmp_path / "run").events())

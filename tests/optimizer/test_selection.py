@@ -64,6 +64,9 @@ class _Rotating:
     def __init__(self, prompts):
         self.prompts = prompts
 
+    def prompt_token_limit(self):
+        return None
+
     async def propose(self, incumbent, context, k, round_index):
         from dlmpo.optimizer.proposers import Proposal
 

@@ -121,3 +121,9 @@ def test_span_and_sentence_keep_lines_and_markdown(spec):
         for masked, original in zip(text.split("\n"), POLICY.split("\n")):
             for marker in ("# ", "- ", "1. ", "2. "):
                 assert masked.startswith(marker) == original.startswith(marker)
+
+
+def test_guard_counts_tokens_when_the_proposer_has_a_limit():
+    guard = PromptGuard(max_chars=1000, copy_ngram=8, max_tokens=6, count_tokens=lambda t: len(t.split()))
+    assert guard.reject_reason("one two three four five six", "x", []) is None
+    assert "longer than 6 tokens" in guard.reject_reason("one two three four five six seven", "x", [])

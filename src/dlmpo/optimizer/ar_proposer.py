@@ -59,6 +59,9 @@ class ARProposer:
         self.temperature = temperature
         self._count = count or (lambda text: max(1, round(len(text.split()) / 0.75)))
 
+    def prompt_token_limit(self) -> None:  # a chat model's context is far beyond a prompt's
+        return None
+
     async def propose(self, incumbent: str, context: list[ContextItem], k: int, round_index: int) -> list[Proposal]:
         rng = random.Random(f"{self.seed}:{round_index}:mask")
         masked = [apply_strategy(self.strategy, i, incumbent, rng, self._count, n=self.mask_tokens,

@@ -140,6 +140,18 @@ class Optimizer:
         return DLMProposer(model, sampler, strategy=s.strategy, mask_tokens=s.mask_tokens,
                            span_ratio=s.span_ratio, span_length=s.span_length, seed=s.seed)
 
+    def _limit_prompt_tokens(self, proposer: Proposer) -> None:
+        limit = proposer.prompt_token_limit()
+        if limit is None:
+            return
+        max_tokens, count = limit
+        used = count(self.seed_prompt)
+        if used > max_tokens:
+            raise UserError(f"The seed prompt takes {used} of the DLM's tokens, but with room for "
+                            f"{self.s.mask_tokens} masks it can rewrite at most {max_tokens}: shorten the "
+                            "prompt or lower --mask-tokens.")
+        self.guard.max_tokens, self.guard.count_tokens = max_tokens, count
+
     def _emit(self, event: dict) -> None:
         self.run_dir.append(event)
         self.on_event(event)
@@ -151,6 +163,10 @@ class Optimizer:
         start = time.perf_counter()
         resuming = self.run_dir.bind_config(s.identity(), s.model_dump())
         done_rounds = {e["round"]: e for e in self.run_dir.events() if e.get("type") == "round_end"}
+        # the proposer first: a seed prompt it cannot rewrite is an error before anything is paid for
+        proposer = self._make_proposer() if len(done_rounds) < s.rounds else None
+        if proposer is not None:
+            self._limit_prompt_tokens(proposer)
         target, judge = self._open_models()
         # every model the run pays for counts: the target, a judge, an AR optimizer model
         budget = Budget([m for m in (target, judge, self.writer, self.user_model) if m], max_calls=s.max_calls,
@@ -177,7 +193,6 @@ class Optimizer:
         try:
             records: list[RoundRecord] = []
             no_improve = 0
-            proposer: Proposer | None = None
             feedback = self._feedback(judge)
             for r in range(1, s.rounds + 1):
                 if r in done_rounds:  # resumed: this round's outcome is in the log

@@ -6,10 +6,12 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 from dlmpo.dlm import ContextItem, DiffusionLM, SamplerConfig, infill
 from dlmpo.optimizer.strategies import apply_strategy
+
+CANVAS_OVERHEAD = 64  # tokens of chat template and heading around the prompt in the DLM canvas
 
 
 @dataclass
@@ -24,6 +26,11 @@ class Proposal:
 
 class Proposer(Protocol):
     name: str
+
+    def prompt_token_limit(self) -> tuple[int, Callable[[str], int]] | None:
+        """The longest prompt (in the writer's tokens, with its counter) that leaves room for the
+        next round's masks; None when the writer has no hard context limit."""
+        ...
 
     async def propose(self, incumbent: str, context: list[ContextItem], k: int, round_index: int) -> list[Proposal]: ...
 
@@ -43,6 +50,10 @@ class DLMProposer:
 
     def _count(self, text: str) -> int:
         return len(self.model.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def prompt_token_limit(self) -> tuple[int, Callable[[str], int]]:
+        # the chat template, the appended heading and span growth take the rest
+        return self.model.max_length - self.mask_tokens - CANVAS_OVERHEAD, self._count
 
     async def propose(self, incumbent, context, k, round_index):
         rng = random.Random(f"{self.seed}:{round_index}:mask")

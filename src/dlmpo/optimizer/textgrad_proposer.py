@@ -39,6 +39,9 @@ class TextGradProposer:
         self.temperature = temperature
         self.max_prompt_tokens = max_prompt_tokens
 
+    def prompt_token_limit(self) -> None:  # a chat model's context is far beyond a prompt's
+        return None
+
     async def propose(self, incumbent: str, context: list[ContextItem], k: int, round_index: int) -> list[Proposal]:
         traces = render_traces(context)
         start = time.perf_counter()
