@@ -348,7 +348,11 @@ def optimize_command(
         ui.emit_json({"run_dir": str(run_dir), "estimate": est})
         return
     ui.print(f"run directory: {run_dir}")
-    result = asyncio.run(optimizer.run())
+    with ui.progress() as progress:
+        bar = progress.add_task("starting", total=None, status="")
+        optimizer.on_progress = lambda what, done, total: progress.update(bar, description=what, completed=done,
+                                                                           total=total)
+        result = asyncio.run(optimizer.run())
     paths = write_report(run_dir)
     ui.print(f"[bold]val[/bold] {result.val['seed']:.4f} -> {result.val['best']:.4f}   "
              f"[bold]test[/bold] {result.test['seed']:.4f} -> {result.test['best']:.4f}   "

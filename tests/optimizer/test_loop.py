@@ -278,3 +278,15 @@ def test_seed_prompt_too_long_for_the_dlm_fails_before_any_call(tmp_path, data_d
     with pytest.raises(UserError, match="can rewrite at most .* shorten the prompt or lower --mask-tokens"):
         asyncio.run(Optimizer(settings, tmp_path / "run").run())
     assert not any(e.get("type") == "eval" for e in RunDir(tmp_path / "run").events())
+
+
+def test_progress_reports_each_phase_without_logging_it(tmp_path, data_dir):
+    seen: list[tuple[str, int, int | None]] = []
+    settings = OptimizeSettings(**{**SMALL, "rounds": 1}, data_dir=str(data_dir))
+    asyncio.run(Optimizer(settings, tmp_path / "run", on_progress=lambda *a: seen.append(a)).run())
+    phases = list(dict.fromkeys(what for what, _, _ in seen))
+    assert phases[0].startswith("loading the dlm proposer (tiny-random:dream)")
+    assert "seed prompt on val" in phases and "seed prompt on test" in phases
+    assert "round 1: dlm writing 2 candidates" in phases and "best prompt on test" in phases
+    assert ("seed prompt on val", 8, 8) in seen  # every example ticks
+    assert not any(e["type"] == "progress" for e in RunDir(tmp_path / "run").events())

@@ -32,6 +32,7 @@ from dlmpo.tasks import Example, Task, get_task
 from dlmpo.tasks.base import stable_fraction
 
 EventSink = Callable[[dict], None]
+ProgressSink = Callable[[str, int, "int | None"], None]  # what is running, done, total (None: unknown)
 
 
 class StopRun(Exception):
@@ -51,10 +52,11 @@ def select_context(traces: list[Trace], notes: list[str | None], k: int) -> list
 
 class Optimizer:
     def __init__(self, settings: OptimizeSettings, out: str | Path, *, on_event: EventSink | None = None,
-                 task: Task | None = None, proposer: Proposer | None = None):
+                 on_progress: ProgressSink | None = None, task: Task | None = None, proposer: Proposer | None = None):
         self.s = settings
         self.run_dir = RunDir(out)
         self.on_event = on_event or (lambda e: None)
+        self.on_progress = on_progress or (lambda what, done, total: None)  # transient: never logged
         self.task = task or get_task(settings.task, settings.data_dir)
         self._proposer = proposer
         self.seed_prompt = settings.seed_prompt or self.task.seed_prompt
@@ -164,6 +166,9 @@ class Optimizer:
         resuming = self.run_dir.bind_config(s.identity(), s.model_dump())
         done_rounds = {e["round"]: e for e in self.run_dir.events() if e.get("type") == "round_end"}
         # the proposer first: a seed prompt it cannot rewrite is an error before anything is paid for
+        if len(done_rounds) < s.rounds:
+            self.on_progress(f"loading the {s.proposer} proposer ({s.dlm if s.proposer == 'dlm' else s.optimizer_model})",
+                             0, None)
         proposer = self._make_proposer() if len(done_rounds) < s.rounds else None
         if proposer is not None:
             self._limit_prompt_tokens(proposer)
@@ -252,8 +257,17 @@ class Optimizer:
             why = budget.refusal(target, requests, reserve)
             if why:
                 raise StopRun(f"budget ({why})")
+        what = f"round {round_index}: {which} on {split}" if round_index else f"{which} prompt on {split}"
+        done = 0
+
+        def tick(_trace) -> None:
+            nonlocal done
+            done += 1
+            self.on_progress(what, done, len(examples))
+
+        self.on_progress(what, 0, len(examples))
         result = await evaluate(self.task, target, prompt, examples, split=split,
-                                max_tokens=self.answer_tokens)
+                                max_tokens=self.answer_tokens, on_done=tick)
         if log:
             self._emit({"type": "eval", "which": which, "split": split, "round": round_index, "n": result.n,
                         "score": round(result.score, 4), "metrics": result.metrics,
@@ -287,6 +301,7 @@ class Optimizer:
                 self._emit({"type": "feedback_fallback", "round": r, "source": feedback.name,
                             "failed": len(feedback.failures), "of": len(notes), "reasons": sorted(set(feedback.failures))})
         context = select_context(traces.traces, notes, s.context_traces)
+        self.on_progress(f"round {r}: {proposer.name} writing {s.candidates} candidates", 0, None)
         proposals = await proposer.propose(incumbent, context, s.candidates, r)
         inc_mb = await self._eval(target, budget, incumbent, val_batch, "val", "incumbent", reserve, r)
         sources = [t.user for t in traces.traces]
