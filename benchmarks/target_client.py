@@ -1,5 +1,6 @@
-"""The embedded target on SST-2's labelled dev sentences (examples/s, peak RSS), with plain batches
-(the old path) and with the batch's shared system-prompt K/V, side by side in one run; and the
+"""The embedded target on SST-2's labelled dev sentences (examples/s, peak RSS): float32 weights
+with plain batches (the old path), float32 with the batch's shared system-prompt K/V, and bfloat16
+with shared K/V (the default on a CPU with native bf16), side by side in one run; and the
 client's own overhead against a local server that answers at once (requests/s at concurrency 1,
 16, 64). Peak RSS is the process's, so it is the maximum over the rows run so far.
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import resource
 import socket
 import subprocess
@@ -25,9 +27,10 @@ from dlmpo.lm import ChatRequest, open_target  # noqa: E402
 from dlmpo.tasks import get_task  # noqa: E402
 
 
-def embedded(data_dir: str, n: int, max_tokens: int, share_prefix: bool) -> dict:
+def embedded(data_dir: str, n: int, max_tokens: int, share_prefix: bool, dtype: str) -> dict:
     task = get_task("sst2", data_dir)
     rows = (task.examples("val") + task.examples("test"))[:n]  # the 872 labelled dev sentences
+    os.environ["DLMPO_LOCAL_DTYPE"] = dtype
     model = open_target("embedded", use_cache=False)
     model.backend.share_prefix = share_prefix
 
@@ -41,8 +44,8 @@ def embedded(data_dir: str, n: int, max_tokens: int, share_prefix: bool) -> dict
 
     res, seconds = asyncio.run(go())
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    how = "shared system-prompt K/V" if share_prefix else "plain batches (the old path)"
-    return {"what": f"embedded SmolLM2, sst2 dev, max_tokens={max_tokens}, {how}", "n": res.n,
+    how = "shared system-prompt K/V" if share_prefix else "plain batches"
+    return {"what": f"embedded SmolLM2 {dtype}, sst2 dev, max_tokens={max_tokens}, {how}", "n": res.n,
             "per_second": res.n / seconds, "seconds": seconds, "accuracy": res.score, "peak_rss_mb": rss_mb}
 
 
@@ -90,8 +93,8 @@ def main():
     finally:
         server.terminate()
     for max_tokens in (5, 16):
-        for share_prefix in (False, True):
-            rows.append(embedded(args.data_dir, args.n, max_tokens, share_prefix))
+        for dtype, share_prefix in (("float32", False), ("float32", True), ("bfloat16", True)):
+            rows.append(embedded(args.data_dir, args.n, max_tokens, share_prefix, dtype))
     report("target_client", rows, {"goals": {"embedded_examples_per_s": 10, "peak_rss_mb": 2048,
                                              "client_requests_per_s_at_64": 500}})
 

@@ -52,7 +52,7 @@ def test_shared_system_prompt_kv_gives_the_same_answers(data_dir):
     from dlmpo.lm.local_backend import LocalBackend
 
     task = get_task("sst2", data_dir)
-    backend = LocalBackend(embedded_model_dir())
+    backend = LocalBackend(embedded_model_dir(), dtype="float32")  # bf16 rounding depends on the batch shape
     requests = [ChatRequest(messages=[{"role": "system", "content": task.seed_prompt},
                                       {"role": "user", "content": task.user_message(ex)}], max_tokens=6)
                 for ex in task.examples("val")[:5]]
@@ -63,3 +63,33 @@ def test_shared_system_prompt_kv_gives_the_same_answers(data_dir):
     alone = [backend._generate([r])[0] for r in requests]
     assert [t.text for t in together] == [a.text for a in alone]
     assert [t.usage.prompt_tokens for t in together] == [len(r) for r in rows]
+
+
+def test_local_dtype_is_chosen_once_and_named_in_the_cache_id(monkeypatch):
+    import pytest
+    import torch
+
+    from dlmpo.errors import ModelSpecError
+    from dlmpo.lm.local_backend import resolve_dtype
+
+    monkeypatch.delenv("DLMPO_LOCAL_DTYPE", raising=False)
+    assert resolve_dtype("float32", "cpu") == "float32" and resolve_dtype(None, "cuda") == "bfloat16"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert resolve_dtype(None, "cpu") == "float32"  # emulated bf16 would be slower
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert resolve_dtype("auto", "cpu") == "bfloat16"
+    monkeypatch.setenv("DLMPO_LOCAL_DTYPE", "float32")
+    assert resolve_dtype(None, "cpu") == "float32"
+    with pytest.raises(ModelSpecError, match="Unknown local model dtype 'fp8'"):
+        resolve_dtype("fp8", "cpu")
+
+
+def test_bfloat16_target_has_its_own_cache_id():
+    from dlmpo.embedded_weights import embedded_model_dir
+    from dlmpo.lm.local_backend import LocalBackend
+
+    bf16 = LocalBackend(embedded_model_dir(), model_id="embedded:x", dtype="bfloat16")
+    fp32 = LocalBackend(embedded_model_dir(), model_id="embedded:x", dtype="float32")
+    assert (bf16.model_id, fp32.model_id) == ("embedded:x@bfloat16", "embedded:x")
+    assert next(bf16.model.parameters()).dtype.__str__() == "torch.bfloat16"

@@ -8,6 +8,7 @@ kept for the next batches) and its K/V given to every row; only the rest of each
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -37,27 +38,50 @@ def common_prefix_length(rows: list[list[int]]) -> int:
     return n
 
 
+DTYPES = ("float32", "bfloat16")
+
+
+def resolve_dtype(dtype: str | None, device: str) -> str:
+    """The weights' dtype: as asked (argument, else DLMPO_LOCAL_DTYPE), else bfloat16 on a GPU
+    and on a CPU with native bf16 arithmetic (AVX512-BF16 or AMX: several times faster there than
+    float32), float32 elsewhere, where bf16 is emulated and slow."""
+    import torch
+
+    dtype = dtype or os.environ.get("DLMPO_LOCAL_DTYPE") or "auto"
+    if dtype == "auto":
+        if device.startswith("cuda"):
+            return "bfloat16"
+        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        return "bfloat16" if device == "cpu" and native else "float32"
+    if dtype not in DTYPES:
+        raise ModelSpecError(f"Unknown local model dtype '{dtype}': use auto, {' or '.join(DTYPES)}.")
+    return dtype
+
+
 class LocalBackend:
     default_concurrency = 64
 
     def __init__(self, path: str | Path, model_id: str | None = None, batch_size: int = 32,
-                 device: str | None = None, share_prefix: bool = True):
+                 device: str | None = None, share_prefix: bool = True, dtype: str | None = None):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
 
-        self.model_id = model_id or f"hf:{path}"
         self.batch_size = batch_size
         self.share_prefix = share_prefix
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype = resolve_dtype(dtype, self.device)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(path))
-            self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-            dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
-            self.model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).to(self.device).eval()
+            self.model = AutoModelForCausalLM.from_pretrained(
+                str(path), dtype=getattr(torch, self.dtype)).to(self.device).eval()
         except (OSError, ValueError) as exc:
             raise ModelSpecError(f"Cannot load a transformers causal LM from '{path}': {exc}".split("\n")[0]) from None
+        # other weights give other answers: they must not share cached calls (float32 keeps the old ids)
+        base_id = model_id or f"hf:{path}"
+        self.model_id = base_id if self.dtype == "float32" else f"{base_id}@{self.dtype}"
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
