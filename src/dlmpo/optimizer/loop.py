@@ -166,11 +166,11 @@ class Optimizer:
         resuming = self.run_dir.bind_config(s.identity(), s.model_dump())
         done_rounds = {e["round"]: e for e in self.run_dir.events() if e.get("type") == "round_end"}
         # the proposer first: a seed prompt it cannot rewrite is an error before anything is paid for
+        proposer: Proposer | None = None
         if len(done_rounds) < s.rounds:
-            self.on_progress(f"loading the {s.proposer} proposer ({s.dlm if s.proposer == 'dlm' else s.optimizer_model})",
-                             0, None)
-        proposer = self._make_proposer() if len(done_rounds) < s.rounds else None
-        if proposer is not None:
+            model = s.dlm if s.proposer == "dlm" else s.optimizer_model
+            self.on_progress(f"loading the {s.proposer} proposer ({model})", 0, None)
+            proposer = self._make_proposer()
             self._limit_prompt_tokens(proposer)
         target, judge = self._open_models()
         # every model the run pays for counts: the target, a judge, an AR optimizer model
