@@ -24,7 +24,22 @@ def import_reference(module: str):
         sys.path.insert(0, str(REFERENCE))
     import importlib
 
+    _stub_removed_transformers_modules()
     return importlib.import_module(module)
+
+
+def _stub_removed_transformers_modules() -> None:
+    """transformers 5.24 removed `modeling_attn_mask_utils`, which the reference LLaDA-MoE file
+    imports at package import time; the MoE model is never built here, so a stub class will do."""
+    import importlib.util
+    import types
+
+    name = "transformers.modeling_attn_mask_utils"
+    if name in sys.modules or importlib.util.find_spec(name) is not None:
+        return
+    stub = types.ModuleType(name)
+    stub.AttentionMaskConverter = type("AttentionMaskConverter", (), {})
+    sys.modules[name] = stub
 
 
 def randomize(model: torch.nn.Module, seed: int = 0, std: float = 0.3) -> None:

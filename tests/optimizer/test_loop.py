@@ -14,11 +14,14 @@ import dlmpo
 from dlmpo.dlm import ContextItem
 from dlmpo.errors import UserError
 from dlmpo.lm.cache import CallCache
+from dlmpo.lm.local_backend import resolve_dtype
 from dlmpo.lm.types import ChatResponse
 from dlmpo.optimizer import Optimizer, OptimizeResult, OptimizeSettings
 from dlmpo.optimizer.proposers import Proposal
 from dlmpo.runs.rundir import RunDir
 
+# the embedded target's cache identity on this machine (bf16 where the CPU has native bf16)
+EMBEDDED_ID = "embedded:SmolLM2-135M-Instruct" + ("" if resolve_dtype(None, "cpu") == "float32" else "@bfloat16")
 SMALL = dict(task="sst2", target="embedded", dlm="tiny-random:dream", rounds=2, candidates=2, train_size=6,
              val_size=8, test_size=8, batch_size=4, val_batch=8, steps=8, mask_tokens=8, seed=0)
 CLI_SMALL = ["--task", "sst2", "--target", "embedded", "--dlm", "tiny-random:dream", "--rounds", "2",
@@ -102,7 +105,7 @@ def test_call_budget_stops_before_being_exceeded(tmp_path, data_dir):
     result = asyncio.run(Optimizer(settings, tmp_path / "run").run())
     assert result.stop_reason.startswith("budget (call budget")
     assert result.calls <= 40
-    assert CallCache(tmp_path / "run" / "calls.sqlite").totals("embedded:SmolLM2-135M-Instruct")[0] == result.calls
+    assert CallCache(tmp_path / "run" / "calls.sqlite").totals(EMBEDDED_ID)[0] == result.calls
 
 
 def test_resume_after_kill_is_identical_and_pays_nothing_twice(tmp_path, data_dir, finished_run):
@@ -119,7 +122,7 @@ def test_resume_after_kill_is_identical_and_pays_nothing_twice(tmp_path, data_di
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (out / "result.json").exists(), "the run was meant to be interrupted"
-    model_id = "embedded:SmolLM2-135M-Instruct"
+    model_id = EMBEDDED_ID
     paid_before = CallCache(out / "calls.sqlite").totals(model_id)[0]
     assert paid_before > 0
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)

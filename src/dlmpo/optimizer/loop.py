@@ -165,14 +165,18 @@ class Optimizer:
         start = time.perf_counter()
         resuming = self.run_dir.bind_config(s.identity(), s.model_dump())
         done_rounds = {e["round"]: e for e in self.run_dir.events() if e.get("type") == "round_end"}
-        # the proposer first: a seed prompt it cannot rewrite is an error before anything is paid for
+        target, judge = self._open_models()
+        # the proposer before the seed is scored: a prompt it cannot rewrite is an error before any call
         proposer: Proposer | None = None
         if len(done_rounds) < s.rounds:
             model = s.dlm if s.proposer == "dlm" else s.optimizer_model
             self.on_progress(f"loading the {s.proposer} proposer ({model})", 0, None)
-            proposer = self._make_proposer()
-            self._limit_prompt_tokens(proposer)
-        target, judge = self._open_models()
+            try:
+                proposer = self._make_proposer()
+                self._limit_prompt_tokens(proposer)
+            except UserError:
+                await self._close_models(target, judge)
+                raise
         # every model the run pays for counts: the target, a judge, an AR optimizer model
         budget = Budget([m for m in (target, judge, self.writer, self.user_model) if m], max_calls=s.max_calls,
                         max_cost=s.max_cost, max_tokens=s.max_tokens)
@@ -243,11 +247,14 @@ class Optimizer:
         )
         result.save(self.run_dir.result_file)
         self._emit({"type": "run_end", **result.summary()})
+        await self._close_models(target, judge)
+        return result
+
+    async def _close_models(self, target: ChatModel, judge: ChatModel | None) -> None:
         await target.aclose()
         for extra in (judge, self.writer, self.user_model):
             if extra is not None and extra is not target:
                 await extra.aclose()
-        return result
 
     async def _eval(self, target: ChatModel, budget: Budget | None, prompt: str, examples: list[Example],
                     split: str, which: str, reserve: Spend | None = None, round_index: int | None = None,
