@@ -8,6 +8,7 @@ kept for the next batches) and its K/V given to every row; only the rest of each
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import threading
 from collections import OrderedDict
@@ -39,6 +40,16 @@ def common_prefix_length(rows: list[list[int]]) -> int:
 
 
 DTYPES = ("float32", "bfloat16")
+
+
+@functools.cache
+def _cache_kwarg() -> str:
+    """transformers 5.24 renamed `past_key_values` to `cache` (the old name warns on every run)."""
+    import transformers
+    from packaging.version import Version
+
+    return "cache" if Version(transformers.__version__) >= Version("5.24") else "past_key_values"
+
 
 
 def resolve_dtype(dtype: str | None, device: str) -> str:
@@ -151,7 +162,7 @@ class LocalBackend:
         with self._gpu_lock, torch.inference_mode():
             input_ids, mask = self._left_padded(rows, shared)
             if shared >= MIN_SHARED_PREFIX:
-                kwargs["past_key_values"] = self._prefix_cache(rows[0][:shared], len(rows))
+                kwargs[_cache_kwarg()] = self._prefix_cache(rows[0][:shared], len(rows))
             out = self.model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
         new = out[:, input_ids.shape[1]:]
         eos = self.tokenizer.eos_token_id
@@ -197,7 +208,7 @@ class LocalBackend:
 
         key = tuple(prefix)
         if key not in self._prefixes:
-            past = self.model(torch.tensor([prefix], device=self.device), use_cache=True).past_key_values
+            past = getattr(self.model(torch.tensor([prefix], device=self.device), use_cache=True), _cache_kwarg())
             self._prefixes[key] = [(layer.keys, layer.values) for layer in past.layers]
             if len(self._prefixes) > PREFIX_CACHE_SIZE:
                 self._prefixes.popitem(last=False)
