@@ -51,7 +51,6 @@ def _cache_kwarg() -> str:
     return "cache" if Version(transformers.__version__) >= Version("5.24") else "past_key_values"
 
 
-
 def resolve_dtype(dtype: str | None, device: str) -> str:
     """The weights' dtype: as asked (argument, else DLMPO_LOCAL_DTYPE), else bfloat16 on a GPU
     and on a CPU with native bf16 arithmetic (AVX512-BF16 or AMX: several times faster there than
