@@ -16,7 +16,7 @@ def dlmpo(*args, timeout=1200):
 
 
 TINY = ["--task", "sst2", "--rounds", "1", "--candidates", "1", "--train-size", "4", "--val-size", "4",
-        "--test-size", "6", "--set", "batch_size=4", "--set", "val_batch=4", "--set", "steps=4",
+        "--test-size", "6", "--set", "batch_size=4", "--set", "screen_batch=4", "--set", "steps=4",
         "--set", "mask_tokens=8"]
 
 

@@ -68,7 +68,7 @@ def test_feedback_notes_are_logged_and_reused_on_resume(tmp_path, data_dir):
             return [f"typed note {i}" for i in range(len(traces))]
 
     settings = OptimizeSettings(task="sst2", target="embedded", dlm="tiny-random:dream", rounds=1, candidates=1,
-                                train_size=4, val_size=4, test_size=4, batch_size=2, val_batch=4, steps=4,
+                                train_size=4, val_size=4, test_size=4, batch_size=2, screen_batch=4, steps=4,
                                 mask_tokens=4, data_dir=str(data_dir))
     out = tmp_path / "run"
     RunDir(out).append({"type": "feedback", "round": 1, "source": "human", "notes": ["kept", "kept too"]})

@@ -23,10 +23,10 @@ from dlmpo.runs.rundir import RunDir
 # the embedded target's cache identity on this machine (bf16 where the CPU has native bf16)
 EMBEDDED_ID = "embedded:SmolLM2-135M-Instruct" + ("" if resolve_dtype(None, "cpu") == "float32" else "@bfloat16")
 SMALL = dict(task="sst2", target="embedded", dlm="tiny-random:dream", rounds=2, candidates=2, train_size=6,
-             val_size=8, test_size=8, batch_size=4, val_batch=8, steps=8, mask_tokens=8, seed=0)
+             val_size=8, test_size=8, batch_size=4, screen_batch=8, steps=8, mask_tokens=8, seed=0)
 CLI_SMALL = ["--task", "sst2", "--target", "embedded", "--dlm", "tiny-random:dream", "--rounds", "2",
              "--candidates", "2", "--train-size", "6", "--val-size", "8", "--test-size", "8", "--batch-size", "4",
-             "--val-batch", "8", "--steps", "8", "--mask-tokens", "8", "--seed", "0"]
+             "--screen-batch", "8", "--steps", "8", "--mask-tokens", "8", "--seed", "0"]
 
 
 def events(run_dir):
@@ -170,8 +170,8 @@ def test_cli_dry_run_prints_the_estimate(data_dir):
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     est = out["estimate"]
     assert not os.path.exists(out["run_dir"])  # a dry run leaves nothing behind
-    # seed val 8 + test 2x8 + 2 rounds x (4 traces + 3 x 8 minibatch + 8 full val)
-    assert est["calls"] == 8 + 16 + 2 * (4 + 24 + 8)
+    # seed val 8 + test 2x8 + 2 rounds x (4 traces + 3 x 6 screened, the whole train pool + 8 val)
+    assert est["calls"] == 8 + 16 + 2 * (4 + 18 + 8)
 
 
 def test_ar_proposer_runs_the_same_loop(tmp_path, data_dir):
@@ -212,7 +212,7 @@ def test_estimate_counts_judge_calls_once_per_trace_on_episodic_tasks(data_dir, 
     from dlmpo.optimizer import Optimizer, OptimizeSettings
 
     base = dict(task="tau-airline", data_dir=str(data_dir), rounds=1, candidates=1, train_size=2, val_size=2,
-                test_size=2, batch_size=2, val_batch=2)
+                test_size=2, batch_size=2, screen_batch=2)
     plain = Optimizer(OptimizeSettings(**base), tmp_path / "a").estimate()["calls"]
     judged = Optimizer(OptimizeSettings(**base, feedback="judge", judge="embedded"), tmp_path / "b").estimate()["calls"]
     assert judged - plain == 2

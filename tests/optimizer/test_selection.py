@@ -7,7 +7,9 @@ import hashlib
 import pytest
 
 from dlmpo.optimizer import Optimizer, OptimizeSettings
-from dlmpo.optimizer.selection import judge, power_note, sign_test, smallest_winning_margin
+from dlmpo.optimizer.loop import screening_batch
+from dlmpo.optimizer.selection import (futile, judge, power_note, sign_test, smallest_detectable_gain,
+                                       smallest_winning_margin, val_parts)
 from tests.optimizer.test_loop import ListProposer
 from tests.support.fake_openai_server import FakeOpenAIServer
 
@@ -19,17 +21,42 @@ def test_sign_test_by_hand():
     assert sign_test(9, 3) == pytest.approx((220 + 66 + 12 + 1) / 4096)
 
 
-def test_judge_divides_the_level_by_the_candidates_compared():
-    verdict = judge([1, 1, 1, 1, 1, 0], [0, 0, 0, 0, 0, 0], alpha=0.05, compared=1)
-    assert (verdict.wins, verdict.losses, verdict.significant) == (5, 0, True)
-    assert not judge([1, 1, 1, 1, 1, 0], [0, 0, 0, 0, 0, 0], alpha=0.05, compared=4).significant
+def test_judge_holds_the_p_value_to_the_level():
+    verdict = judge([1, 1, 1, 1, 1, 0], [0, 0, 0, 0, 0, 0], alpha=0.05)
+    assert (verdict.wins, verdict.losses, verdict.significant, verdict.dropped) == (5, 0, True, False)
+    assert not judge([1, 1, 1, 1, 0, 0], [0, 0, 0, 0, 0, 0], alpha=0.05).significant  # p = 1/16
+    assert judge([1, 0], [0, 1], alpha=1.0).significant  # off: only the loop's higher-score rule decides
+
+
+def test_a_challenger_dropped_early_is_never_significant():
+    verdict = judge([1] * 10, [0] * 20, alpha=0.05)
+    assert verdict.p_value < 0.05 and verdict.dropped and not verdict.significant and verdict.scored == 10
+
+
+def test_futility_and_val_parts():
+    assert futile([1, 0, 0], [0, 1, 0]) and not futile([1, 1, 0], [0, 1, 0])
+    assert val_parts(150) == [50, 100, 150] and val_parts(40) == [20, 40] and val_parts(10) == [10]
+
+
+def test_screening_avoids_the_traces_the_dlm_saw():
+    import random
+
+    from dlmpo.tasks import Example
+
+    pool = [Example(str(i), {"text": f"q{i}"}, "a") for i in range(12)]
+    traces = pool[:4]
+    screen = screening_batch(pool, traces, 8, random.Random(0))
+    assert len(screen) == 8 and not {ex.id for ex in screen} & {"0", "1", "2", "3"}
+    topped_up = screening_batch(pool, traces, 10, random.Random(0))
+    assert len({ex.id for ex in topped_up}) == 10 and len({ex.id for ex in topped_up} & {"0", "1", "2", "3"}) == 2
 
 
 def test_small_val_is_flagged():
-    assert smallest_winning_margin(16, 0.05 / 4) == 7
-    assert "16 examples" in power_note(16, 0.05, 4)
-    assert "no challenger can pass" in power_note(4, 0.05, 4)
-    assert power_note(200, 0.05, 4) is None
+    assert smallest_winning_margin(16, 0.05) == 5
+    assert smallest_detectable_gain(150, 0.05) == pytest.approx(0.08)
+    assert "16 examples" in power_note(16, 0.05)
+    assert "no challenger can pass" in power_note(4, 0.05)
+    assert power_note(150, 0.05) is None
 
 
 def _noise_answer(body):
@@ -45,7 +72,7 @@ def test_junk_does_not_win_a_small_val(tmp_path, data_dir, significance, junk_ma
     junk = [f"Sword persistence {i} everse ## lantern quartz {i * 7}" for i in range(24)]
     with FakeOpenAIServer(answer=_noise_answer) as server:
         settings = OptimizeSettings(task="sst2", target=f"{server.base_url}#noise", dlm="tiny-random:dream",
-                                    rounds=6, candidates=4, train_size=8, val_size=16, val_batch=16, batch_size=4,
+                                    rounds=6, candidates=4, train_size=8, val_size=16, screen_batch=16, batch_size=4,
                                     test_size=8, data_dir=str(data_dir), significance=significance)
         opt = Optimizer(settings, tmp_path / "run", proposer=ListProposer(junk))
         opt._proposer = _Rotating(junk)

@@ -58,7 +58,7 @@ def test_optimize_on_tau_runs_end_to_end(data_dir, tmp_path):
         proc = subprocess.run([sys.executable, "-m", "dlmpo", "optimize", "--task", "tau-retail", "--target",
                                f"{server.base_url}#agent", "--dlm", "tiny-random:dream", "--rounds", "1",
                                "--candidates", "1", "--steps", "4", "--mask-tokens", "8", "--train-size", "2",
-                               "--val-size", "2", "--test-size", "2", "--batch-size", "2", "--val-batch", "2",
+                               "--val-size", "2", "--test-size", "2", "--batch-size", "2", "--screen-batch", "2",
                                "--data-dir", str(data_dir), "--out", str(tmp_path / "run"), "--json"],
                               capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr

@@ -2,8 +2,8 @@
 
 Round r: run the target with the incumbent on a train minibatch (traces) -> attach feedback ->
 choose traces (failures first) -> propose K prompts by masking + DLM infilling -> guards ->
-score candidates and incumbent on the same val minibatch -> the best candidate, if it wins at
-least `min_gain` more paired examples than it loses, is scored on the whole val pool and becomes
+screen candidates and incumbent on the same other train examples -> the best candidate, if it
+wins at least `min_gain` more paired examples than it loses, is scored on the val pool and becomes
 the incumbent only if its paired advantage there passes a sign test (`optimizer.selection`).
 Seed and best are scored on test."""
 
@@ -24,8 +24,8 @@ from dlmpo.optimizer.feedback import JUDGE_INSTRUCTION, FeedbackSource, HumanFee
 from dlmpo.optimizer.guards import PromptGuard
 from dlmpo.optimizer.proposers import DLMProposer, Proposer
 from dlmpo.optimizer.result import OptimizeResult, RoundRecord
+from dlmpo.optimizer.selection import futile, power_note, val_parts
 from dlmpo.optimizer.selection import judge as sign_judge
-from dlmpo.optimizer.selection import power_note
 from dlmpo.optimizer.settings import OptimizeSettings
 from dlmpo.runs.rundir import RunDir
 from dlmpo.tasks import Example, Task, get_task
@@ -48,6 +48,16 @@ def select_context(traces: list[Trace], notes: list[str | None], k: int) -> list
     chosen = failures[:n_fail] + successes[: k - n_fail]
     chosen += [x for x in failures[n_fail:]][: k - len(chosen)]
     return [ContextItem(t.user, t.output or "(no answer)", t.score, n) for t, n in chosen]
+
+
+def screening_batch(train_pool: list[Example], traces: list[Example], n: int, rng: random.Random) -> list[Example]:
+    """`n` train examples to screen candidates on, other than the ones whose traces the DLM saw
+    when there are enough; topped up from those otherwise."""
+    seen = {ex.id for ex in traces}
+    fresh = [ex for ex in train_pool if ex.id not in seen]
+    if len(fresh) >= n:
+        return rng.sample(fresh, n)
+    return fresh + rng.sample(traces, min(n - len(fresh), len(traces)))
 
 
 class Optimizer:
@@ -79,8 +89,8 @@ class Optimizer:
     def estimate(self) -> dict:
         """Calls and cost before starting: every batch at full size, no cache hits."""
         s = self.s
-        vb = min(s.val_batch, len(self.val_pool))
-        per_round = min(s.batch_size, len(self.train_pool)) + (s.candidates + 1) * vb + len(self.val_pool)
+        per_round = min(s.batch_size, len(self.train_pool)) + (s.candidates + 1) * min(s.screen_batch, len(self.train_pool)) \
+            + len(self.val_pool)
         runs = len(self.val_pool) + 2 * len(self.test_set) + s.rounds * per_round  # examples the target runs
         per_example = [budget_requests(self.task, self.seed_prompt, ex, self.answer_tokens) for ex in self.val_pool[:20]]
         calls = runs * len(per_example[0])  # an episodic example (τ-bench) is several target calls
@@ -186,7 +196,7 @@ class Optimizer:
                                            for r in budget_requests(self.task, grown, ex, self.answer_tokens)])
         estimate = self.estimate()
         estimate["cost_usd"] = round(target.price.cost(Usage(estimate["prompt_tokens"], estimate["completion_tokens"])), 4)
-        warning = power_note(len(self.val_pool), s.significance, s.candidates)
+        warning = power_note(len(self.val_pool), s.significance)
         self._emit({"type": "run_start", "resume": resuming, "estimate": estimate,
                     "completed_rounds": sorted(done_rounds), "val_warning": warning})
         try:
@@ -290,12 +300,23 @@ class Optimizer:
         return [f"{failed[0]['source']} feedback failed on {n} of {of} traces in {len(failed)} round(s), which "
                 f"kept the metric's sentence ({'; '.join(reasons)[:200]})"]
 
+    async def _challenge(self, target, budget, reserve, prompt: str, r: int) -> list[float]:
+        """The challenger's val scores, part by part; it stops early once it is not ahead (futility)."""
+        scores: list[float] = []
+        for end in val_parts(len(self.val_pool)):
+            part = await self._eval(target, budget, prompt, self.val_pool[len(scores):end], "val", "challenger",
+                                    reserve, r)
+            scores += [t.score for t in part.traces]
+            if end < len(self.val_pool) and futile(scores, self._incumbent_val):
+                break
+        return scores
+
     async def _round(self, r, target, budget, reserve, proposer, feedback, incumbent, best_val):
         s = self.s
         t0 = time.perf_counter()
         rng = random.Random(f"{s.seed}:{r}")
         minibatch = rng.sample(self.train_pool, min(s.batch_size, len(self.train_pool)))
-        val_batch = rng.sample(self.val_pool, min(s.val_batch, len(self.val_pool)))
+        screen = screening_batch(self.train_pool, minibatch, s.screen_batch, rng)
         self._emit({"type": "round_start", "round": r})
         traces = await self._eval(target, budget, incumbent, minibatch, "train", "traces", reserve, r)
         logged = [e for e in self.run_dir.events() if e.get("type") == "feedback" and e.get("round") == r]
@@ -310,7 +331,7 @@ class Optimizer:
         context = select_context(traces.traces, notes, s.context_traces)
         self.on_progress(f"round {r}: {proposer.name} writing {s.candidates} candidates", 0, None)
         proposals = await proposer.propose(incumbent, context, s.candidates, r)
-        inc_mb = await self._eval(target, budget, incumbent, val_batch, "val", "incumbent", reserve, r)
+        inc_mb = await self._eval(target, budget, incumbent, screen, "train", "incumbent", reserve, r)
         sources = [t.user for t in traces.traces]
         candidates: list[dict] = []
         for i, p in enumerate(proposals):
@@ -321,7 +342,7 @@ class Optimizer:
             if row["rejected"] is None and any(c["prompt"] == p.prompt for c in candidates):
                 row["rejected"] = "duplicate of another candidate"
             if row["rejected"] is None:
-                res = await self._eval(target, budget, p.prompt, val_batch, "val", "candidate", reserve, r, log=False)
+                res = await self._eval(target, budget, p.prompt, screen, "train", "candidate", reserve, r, log=False)
                 row["minibatch"] = round(res.score, 4)
                 row["wins"] = sum(c.score > b.score for c, b in zip(res.traces, inc_mb.traces))
                 row["losses"] = sum(c.score < b.score for c, b in zip(res.traces, inc_mb.traces))
@@ -332,20 +353,18 @@ class Optimizer:
         if live:
             best = max(live, key=lambda c: (c["wins"] - c["losses"], c["minibatch"], -c["index"]))
             if best["wins"] - best["losses"] >= s.min_gain:
-                full = await self._eval(target, budget, best["prompt"], self.val_pool, "val", "challenger", reserve, r)
-                best["val"] = round(full.score, 4)
                 if self._incumbent_val is None:  # resumed after the incumbent was chosen: its calls are cached
                     again = await self._eval(target, None, incumbent, self.val_pool, "val", "incumbent", log=False)
                     self._incumbent_val = [t.score for t in again.traces]
-                verdict = sign_judge([t.score for t in full.traces], self._incumbent_val, s.significance,
-                                     compared=len(live))
-                best["significance"] = verdict.to_json()
-                accepted = full.score > best_val and verdict.significant
+                scores = await self._challenge(target, budget, reserve, best["prompt"], r)
+                verdict = sign_judge(scores, self._incumbent_val, s.significance)
+                val = sum(scores) / len(scores)
+                best["val"], best["significance"] = round(val, 4), verdict.to_json()
+                accepted = verdict.significant and val > best_val
                 self._emit({"type": "decision", "round": r, "index": best["index"], "val": best["val"],
                             "incumbent_val": round(best_val, 4), "accepted": accepted, **verdict.to_json()})
                 if accepted:
-                    incumbent, best_val = best["prompt"], full.score
-                    self._incumbent_val = [t.score for t in full.traces]
+                    incumbent, best_val, self._incumbent_val = best["prompt"], val, scores
         record = RoundRecord(round=r, incumbent_minibatch=round(inc_mb.score, 4), candidates=candidates,
                              accepted=accepted, best_val=round(best_val, 4),
                              seconds=round(time.perf_counter() - t0, 2))

@@ -1,11 +1,13 @@
 """When is a challenger really better than the incumbent? A one-sided sign test on the val pool.
 
-Both prompts answer the same val examples, so each example is a pair: the challenger wins it,
-loses it, or ties. If the two prompts were equally good, each non-tied pair would be a coin
-flip, and `p = P(Binomial(wins + losses, 1/2) >= wins)` is the chance of doing at least this well
-by luck. The challenger was the best of several candidates, so the level is divided by their
-number (Bonferroni): a run that tries many junk candidates on a small val does not accept the
-luckiest one. `significance` 1 turns the test off (any higher val score wins, as before)."""
+Candidates are screened on train examples, so the one challenger of a round is chosen without
+looking at val. On val, both prompts answer the same examples, so each example is a pair: the
+challenger wins it, loses it, or ties. If the two prompts were equally good, each non-tied pair
+would be a coin flip, and `p = P(Binomial(wins + losses, 1/2) >= wins)` is the chance of doing at
+least this well by luck; the challenger is accepted when `p <= significance`. The val pool is
+scored in parts and a challenger that is not ahead after a part is dropped early (futility): that
+only ever turns an acceptance into a rejection, so the level still holds, and losing challengers
+cost a fraction of val. `significance` 1 turns the test off (any higher val score wins)."""
 
 from __future__ import annotations
 
@@ -30,41 +32,71 @@ def smallest_winning_margin(n: int, alpha: float) -> int | None:
     return None
 
 
+def val_parts(n: int, parts: int = 3, smallest: int = 16) -> list[int]:
+    """Where the val pool is cut for the futility checks: end indices of up to `parts` parts of at
+    least `smallest` examples each (one part when val is small)."""
+    parts = max(1, min(parts, n // smallest))
+    return [round(n * (i + 1) / parts) for i in range(parts)]
+
+
+def futile(challenger: list[float], incumbent: list[float]) -> bool:
+    """A challenger that has not won more of the scored pairs than it lost stops here."""
+    wins = sum(c > i for c, i in zip(challenger, incumbent))
+    losses = sum(c < i for c, i in zip(challenger, incumbent))
+    return wins <= losses
+
+
 @dataclass(frozen=True)
 class Verdict:
     wins: int
     losses: int
     p_value: float
-    level: float  # the Bonferroni-corrected level the p-value is held to
+    level: float  # the level the p-value is held to
     significant: bool
+    scored: int  # val examples scored before the decision
+    dropped: bool  # stopped for futility before the whole val pool was scored
 
     def to_json(self) -> dict:
         return {"wins": self.wins, "losses": self.losses, "p_value": round(self.p_value, 5),
-                "level": round(self.level, 5), "significant": self.significant}
+                "level": round(self.level, 5), "significant": self.significant, "scored": self.scored,
+                "dropped": self.dropped}
 
 
-def judge(challenger: list[float], incumbent: list[float], alpha: float, compared: int) -> Verdict:
-    """Paired scores of the challenger and the incumbent on the same examples, in order."""
-    if len(challenger) != len(incumbent):
-        raise ValueError("paired scores must have equal length")
-    wins = sum(c > i for c, i in zip(challenger, incumbent))
-    losses = sum(c < i for c, i in zip(challenger, incumbent))
+def judge(challenger: list[float], incumbent: list[float], alpha: float) -> Verdict:
+    """Paired scores of the challenger and the incumbent on the same examples, in order; a
+    challenger with fewer scores than the incumbent was dropped early and is never significant."""
+    if len(challenger) > len(incumbent):
+        raise ValueError("every challenger score needs the incumbent's on the same example")
+    pairs = list(zip(challenger, incumbent))
+    wins = sum(c > i for c, i in pairs)
+    losses = sum(c < i for c, i in pairs)
     p = sign_test(wins, losses)
-    level = 1.0 if alpha >= 1 else alpha / max(1, compared)  # alpha 1 turns the test off
-    return Verdict(wins, losses, p, level, p <= level)
+    level = 1.0 if alpha >= 1 else alpha  # alpha 1 turns the test off
+    dropped = len(challenger) < len(incumbent)
+    return Verdict(wins, losses, p, level, p <= level and not dropped, len(pairs), dropped)
 
 
-def power_note(n: int, alpha: float, candidates: int) -> str | None:
+def smallest_detectable_gain(n: int, alpha: float, disagree: float = 0.25) -> float | None:
+    """The smallest val accuracy gain that passes the test when the two prompts answer `disagree`
+    of val differently (a quarter is typical of rewritten prompts on a classification task)."""
+    pairs = max(1, round(disagree * n))
+    for wins in range(pairs // 2 + 1, pairs + 1):
+        if sign_test(wins, pairs - wins) <= alpha:
+            return (2 * wins - pairs) / n
+    return None
+
+
+def power_note(n: int, alpha: float) -> str | None:
     """A warning when val is too small to tell candidates apart, else None."""
     if alpha >= 1:
         return None
-    level = alpha / max(1, candidates)
-    need = smallest_winning_margin(n, level)
-    if need is None:
-        return (f"val has {n} examples: no challenger can pass the sign test at level {level:.3g} "
-                f"(alpha {alpha} / {candidates} candidates); no prompt will be accepted. Raise --val-size.")
-    if need > 0.25 * n:
-        return (f"val has {n} examples: a challenger must win at least {need} more examples than the incumbent "
-                f"({need / n:.0%} of val) to pass the sign test; smaller gains cannot be told from chance. "
-                "Raise --val-size to detect them.")
+    if smallest_winning_margin(n, alpha) is None:
+        return (f"val has {n} examples: no challenger can pass the sign test at level {alpha:.3g}; "
+                "no prompt will be accepted. Raise --val-size.")
+    gain = smallest_detectable_gain(n, alpha)
+    if gain is None or gain > 0.1:
+        shown = "no gain passes" if gain is None else f"only gains of {gain:.0%} or more pass"
+        return (f"val has {n} examples: when a challenger answers a quarter of them differently from the "
+                f"incumbent, {shown} the sign test at level {alpha:.3g}; smaller gains cannot be told "
+                "from chance. Raise --val-size to detect them.")
     return None

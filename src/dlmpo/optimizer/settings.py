@@ -30,10 +30,10 @@ class OptimizeSettings(BaseModel):
     rounds: int = Field(5, ge=1)
     candidates: int = Field(4, ge=1)
     train_size: int = Field(32, ge=1)
-    val_size: int = Field(64, ge=1)
+    val_size: int = Field(150, ge=1, description="val pool on which a challenger must beat the incumbent")
     test_size: int = Field(500, ge=1, description="held-out test examples, scored twice (seed and best); the split when smaller")
     batch_size: int = Field(8, ge=1, description="train examples run per round to make traces")
-    val_batch: int = Field(16, ge=1, description="val minibatch on which candidates are compared")
+    screen_batch: int = Field(16, ge=1, description="train examples (not this round's traces) on which candidates are screened")
     context_traces: int = Field(6, ge=1, description="traces shown to the DLM per candidate")
     max_answer_tokens: int | None = Field(None, ge=1, description="target answer cap [default: the task's, 16 for classification]")
     user_model: str = Field("scripted", description="τ-bench user simulator: a chat-model specifier, or scripted")
@@ -60,7 +60,7 @@ class OptimizeSettings(BaseModel):
 
     min_gain: int = Field(1, ge=1, description="paired wins minus losses needed on the val minibatch")
     significance: float = Field(0.05, gt=0, le=1,
-                                description="sign-test level on full val, divided by the candidates compared; 1: off")
+                                description="level of the one-sided sign test on val; 1: off")
     patience: int | None = Field(None, ge=1, description="stop after this many rounds without improvement")
     max_calls: int | None = Field(None, ge=1)
     max_cost: float | None = Field(None, gt=0)

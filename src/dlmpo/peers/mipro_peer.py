@@ -173,7 +173,7 @@ async def run_mipro(settings: OptimizeSettings, out: str | Path, on_event=None) 
 
     task = opt.task
     candidates = s.candidates + 1  # MIPROv2 keeps the seed instruction as candidate 0
-    minibatch = min(s.val_batch, len(opt.val_pool))
+    minibatch = min(s.screen_batch, len(opt.val_pool))
     trials = plan_trials(peer.calls_left(), candidates=candidates, train=len(opt.train_pool),
                          val=len(opt.val_pool), minibatch=minibatch)
     if trials < 1:

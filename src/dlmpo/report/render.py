@@ -13,18 +13,22 @@ from dlmpo.report.diff import diff_html, diff_markdown
 from dlmpo.report.plots import plot_rounds
 
 SHOWN_SETTINGS = ("task", "target", "dlm", "rounds", "candidates", "strategy", "mask_tokens", "steps", "alg",
-                  "temperature", "feedback", "train_size", "val_size", "test_size", "batch_size", "val_batch",
+                  "temperature", "feedback", "train_size", "val_size", "test_size", "batch_size", "screen_batch",
                   "min_gain", "significance", "max_calls", "max_cost", "seed")
 
 
 def _val_cell(c: dict) -> str:
-    """Full-val score and the sign test that decided it, e.g. `0.7031 (p 0.004 ≤ 0.0125)`."""
+    """Val score and the sign test that decided it, e.g. `0.7031 (p 0.004 ≤ 0.05)`; a challenger
+    dropped early shows on how many val examples, e.g. `0.42 on 50 (dropped: not ahead)`."""
     if c["val"] is None:
         return ""
     sig = c.get("significance")
     if not sig:
         return f"{c['val']:.4f}"
-    return f"{c['val']:.4f} (p {sig['p_value']:.3g} {'≤' if sig['significant'] else '>'} {sig['level']:.3g})"
+    if sig.get("dropped"):
+        return f"{c['val']:.4f} on {sig['scored']} (dropped: not ahead, +{sig['wins']}/−{sig['losses']})"
+    return (f"{c['val']:.4f} (+{sig['wins']}/−{sig['losses']}, p {sig['p_value']:.3g} "
+            f"{'≤' if sig['significant'] else '>'} {sig['level']:.3g})")
 
 
 def _cell(text: str | None, limit: int = 160) -> str:
@@ -66,8 +70,10 @@ def render_markdown(result: OptimizeResult, plot_name: str) -> str:
         "",
         "## Rounds",
         "",
-        "A challenger replaces the incumbent only when it scores higher on full val *and* its paired wins "
-        "there pass a one-sided sign test at the level shown (alpha divided by the candidates compared).",
+        "Candidates are screened on train examples against the incumbent (minibatch, wins/losses); the best "
+        "challenges it on val, which it scores in parts, dropped early once it is not ahead. It replaces the "
+        "incumbent only when it scores higher on the whole val pool *and* its paired wins there pass a "
+        "one-sided sign test at the level shown.",
         "",
     ]
     for r in result.rounds:
