@@ -22,9 +22,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import report  # noqa: E402
 
+from dlmpo.catalog import get_task  # noqa: E402
 from dlmpo.evaluate import evaluate  # noqa: E402
 from dlmpo.lm import ChatRequest, open_target  # noqa: E402
-from dlmpo.tasks import get_task  # noqa: E402
 
 
 def embedded(data_dir: str, n: int, max_tokens: int, share_prefix: bool, dtype: str) -> dict:

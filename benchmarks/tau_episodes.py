@@ -22,8 +22,8 @@ from pathlib import Path
 
 from common import report
 
+from dlmpo.catalog import get_task
 from dlmpo.lm import open_target
-from dlmpo.tasks import get_task
 from dlmpo.tau.agent import run_episode
 from dlmpo.tau.domain import TauTask
 from dlmpo.tau.reward import GoldHashes

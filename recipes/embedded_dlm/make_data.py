@@ -34,7 +34,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from dlmpo.tasks import get_task
+from dlmpo.catalog import get_task
 
 PARAPHRASES = {
     "sst2": [

@@ -68,11 +68,12 @@ def eval_command(
     """Score a system prompt on one split of a task."""
     import json
 
-    from dlmpo.evaluate import answer_cap, evaluate, is_episodic
+    from dlmpo.catalog import get_task
+    from dlmpo.evaluate import answer_cap, evaluate
     from dlmpo.lm import open_target
     from dlmpo.lm.pricing import PriceTable
     from dlmpo.lm.spec import parse_target_spec
-    from dlmpo.tasks import get_task
+    from dlmpo.tasks import is_episodic
 
     ui = Output(json_out)
     if soft_prompt is not None:
@@ -564,7 +565,7 @@ def tau_replay_command(
     json_out: bool = JSON_OPT,
 ) -> None:
     """Re-run recorded tool calls on a fresh database and recompute every reward."""
-    from dlmpo.tasks import resolve_data_dir
+    from dlmpo.catalog import resolve_data_dir
     from dlmpo.tau.domain import load_domain
     from dlmpo.tau.replay import replay
 

@@ -3,68 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
-from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Callable
 
 from dlmpo.lm import ChatModel, ChatRequest
-from dlmpo.tasks import Example, Task
-
-
-@dataclass
-class Trace:
-    """One interaction: [system prompt | user query | target output | score | feedback]."""
-
-    example_id: str
-    user: str
-    output: str
-    prediction: str | None
-    gold: str
-    score: float
-    feedback: str
-    error: str | None = None
-    cached: bool = False
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class EvalResult:
-    task: str
-    split: str
-    prompt: str
-    traces: list[Trace]
-    metrics: dict[str, float]
-
-    @property
-    def n(self) -> int:
-        return len(self.traces)
-
-    @property
-    def score(self) -> float:
-        return sum(t.score for t in self.traces) / self.n if self.traces else 0.0
-
-    @property
-    def parse_failures(self) -> int:
-        return sum(t.prediction is None and t.error is None for t in self.traces)
-
-    @property
-    def failures(self) -> int:
-        return sum(t.error is not None for t in self.traces)
-
-    def write_traces(self, path: str | Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", encoding="utf-8") as f:
-            for t in self.traces:
-                f.write(json.dumps({"system": self.prompt, **t.to_json()}, ensure_ascii=False) + "\n")
-
-
-def is_episodic(task: Task) -> bool:
-    """Episodic tasks (τ-bench) run a whole multi-turn episode per example instead of one answer."""
-    return hasattr(task, "run_examples")
+from dlmpo.tasks import EvalResult, Example, Task, Trace, is_episodic
 
 
 def answer_cap(task: Task, requested: int | None) -> int:
@@ -74,7 +16,7 @@ def answer_cap(task: Task, requested: int | None) -> int:
 
 def budget_requests(task: Task, prompt: str, example: Example, max_tokens: int) -> list[ChatRequest]:
     """The calls one example is expected to cost, for budget checks before a batch runs."""
-    if hasattr(task, "budget_requests"):
+    if is_episodic(task):
         return task.budget_requests(prompt, example, max_tokens)
     return [build_request(task, prompt, example, max_tokens)]
 

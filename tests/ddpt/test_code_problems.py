@@ -5,11 +5,11 @@ import random
 
 import pytest
 
+from dlmpo.catalog import get_task
 from dlmpo.code.passk import pass_at_k
 from dlmpo.code.problems import load_code_problems, read_humaneval
 from dlmpo.errors import DataError, UserError
-from dlmpo.tasks import get_task
-from dlmpo.tasks.code import CodeTask
+from dlmpo.code.task import CodeTask
 
 
 def ids(problems):

@@ -2,9 +2,9 @@
 
 import asyncio
 
+from dlmpo.catalog import get_task
 from dlmpo.evaluate import evaluate
 from dlmpo.lm import ChatRequest, open_target
-from dlmpo.tasks import get_task
 
 
 def test_embedded_answers_sst2_rows(data_dir, tmp_path):

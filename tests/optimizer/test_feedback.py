@@ -3,9 +3,9 @@ import asyncio
 import pytest
 
 from dlmpo.errors import UserError
-from dlmpo.evaluate import Trace
 from dlmpo.lm import RetryPolicy, open_target
 from dlmpo.optimizer.feedback import HumanFeedback, JudgeFeedback, MetricFeedback, NoFeedback
+from dlmpo.tasks import Trace
 from tests.support.fake_openai_server import FakeOpenAIServer
 
 TRACES = [Trace("val:1", "Review: a dull film\nIs this review positive or negative?", "positive", "positive",

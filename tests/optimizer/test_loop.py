@@ -258,8 +258,8 @@ def test_textgrad_failed_critique_rejects_its_candidates_instead_of_a_stock_grad
 
 
 def test_failed_judge_calls_keep_the_metric_sentence_and_are_counted():
-    from dlmpo.evaluate import Trace
     from dlmpo.optimizer.feedback import JudgeFeedback
+    from dlmpo.tasks import Trace
 
     replies = iter([ChatResponse(text="Say negative for sarcasm."), ChatResponse(text="", error="HTTP 429"),
                     ChatResponse(text=" ")])

@@ -8,8 +8,7 @@ import pytest
 
 from dlmpo.optimizer import Optimizer, OptimizeSettings
 from dlmpo.optimizer.loop import screening_batch
-from dlmpo.optimizer.selection import (futile, judge, power_note, sign_test, smallest_detectable_gain,
-                                       smallest_winning_margin, val_parts)
+from dlmpo.optimizer.selection import futile, judge, power_note, sign_test, smallest_detectable_gain, smallest_winning_margin, val_parts
 from tests.optimizer.test_loop import ListProposer
 from tests.support.fake_openai_server import FakeOpenAIServer
 

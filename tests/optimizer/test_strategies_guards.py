@@ -3,12 +3,12 @@ import random
 import pytest
 
 from dlmpo.errors import UserError
-from dlmpo.evaluate import Trace
 from dlmpo.optimizer import load_settings
 from dlmpo.optimizer.guards import PromptGuard
 from dlmpo.optimizer.loop import select_context
 from dlmpo.optimizer.strategies import HEADING, apply_strategy
 from dlmpo.report.diff import diff_markdown
+from dlmpo.tasks import Trace
 
 count = lambda text: len(text.split())  # noqa: E731
 SEED = "You are a sentiment classifier. Read the review. Reply with exactly one word: positive or negative."

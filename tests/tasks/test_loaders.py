@@ -2,8 +2,8 @@ import json
 
 import pytest
 
+from dlmpo.catalog import get_task
 from dlmpo.errors import DataError, UserError
-from dlmpo.tasks import get_task
 from dlmpo.tasks.base import Example, SplitSet, carve
 
 

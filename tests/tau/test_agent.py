@@ -5,9 +5,9 @@ import sys
 
 import pytest
 
+from dlmpo.catalog import get_task
 from dlmpo.lm import open_target
 from dlmpo.lm.tool_prompt import parse_tool_calls, render_messages
-from dlmpo.tasks import get_task
 from dlmpo.tau.agent import pass_hat_k, run_episode
 from dlmpo.tau.reward import GoldHashes
 from dlmpo.tau.users import STOP, LLMUser, ScriptedUser

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Protocol
 
 from dlmpo.errors import UserError
-from dlmpo.evaluate import Trace
 from dlmpo.lm import ChatModel, ChatRequest
+from dlmpo.tasks import Trace
 
 JUDGE_INSTRUCTION = (
     "You review answers of an assistant that follows a system prompt. Given the user's message, the "

@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from dlmpo.catalog import get_task
 from dlmpo.dlm import ContextItem, SamplerConfig, load_dlm
 from dlmpo.errors import UserError
-from dlmpo.evaluate import EvalResult, Trace, answer_cap, budget_requests, evaluate
+from dlmpo.evaluate import answer_cap, budget_requests, evaluate
 from dlmpo.lm import ChatModel, Usage, open_target
 from dlmpo.lm.pricing import PriceTable
 from dlmpo.optimizer.budget import Budget, Spend
@@ -28,7 +29,7 @@ from dlmpo.optimizer.selection import futile, power_note, val_parts
 from dlmpo.optimizer.selection import judge as sign_judge
 from dlmpo.optimizer.settings import OptimizeSettings
 from dlmpo.runs.rundir import RunDir
-from dlmpo.tasks import Example, Task, get_task
+from dlmpo.tasks import EvalResult, Example, Task, Trace, is_episodic
 from dlmpo.tasks.base import stable_fraction
 
 EventSink = Callable[[dict], None]
@@ -113,7 +114,7 @@ class Optimizer:
         target = open_target(s.target, **kw)
         judge = open_target(s.judge, **kw) if s.feedback == "judge" and s.judge else None
         self.writer = None
-        if hasattr(self.task, "bind_user_model"):
+        if is_episodic(self.task):
             self.user_model = None if s.user_model == "scripted" else (
                 target if s.user_model == s.target else open_target(s.user_model, **kw))
             self.task.bind_user_model(self.user_model)

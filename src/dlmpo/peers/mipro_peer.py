@@ -26,12 +26,13 @@ import os
 from pathlib import Path
 
 from dlmpo.errors import UserError
-from dlmpo.evaluate import build_request, is_episodic
+from dlmpo.evaluate import build_request
 from dlmpo.lm import ChatModel, ChatRequest
 from dlmpo.optimizer.budget import Spend
 from dlmpo.optimizer.result import OptimizeResult
 from dlmpo.optimizer.settings import OptimizeSettings
 from dlmpo.peers.common import PeerRun
+from dlmpo.tasks import is_episodic
 
 INPUT_FIELD, OUTPUT_FIELD = "user_message", "answer"
 VIEW_DATA_BATCH = 10  # MIPROv2's default: train examples per dataset-summary call

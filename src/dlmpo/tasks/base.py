@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Callable, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from dlmpo.lm import ChatModel, ChatRequest
+    from dlmpo.tasks.traces import Trace
 
 SPLITS = ("train", "val", "test")
 
@@ -39,6 +43,25 @@ class Task(Protocol):
     def grade(self, example: Example, output: str) -> Graded: ...
 
     def metrics(self, examples: list[Example], predictions: list[str | None]) -> dict[str, float]: ...
+
+
+class EpisodicTask(Task, Protocol):
+    """A task whose example is a whole multi-turn episode (τ-bench: agent, simulated user and
+    tools) rather than one answer. Such tasks subclass this protocol explicitly."""
+
+    def bind_user_model(self, model: ChatModel | None) -> None:
+        """The chat model that plays the user; None for the task's offline stand-in."""
+
+    def budget_requests(self, prompt: str, example: Example, max_tokens: int) -> list[ChatRequest]:
+        """The calls an episode is expected to cost, for budget checks before a batch runs."""
+
+    async def run_examples(self, model: ChatModel, prompt: str, examples: list[Example], *, max_tokens: int,
+                           on_done: Callable[[Trace], None] | None = None) -> list[Trace]:
+        """One episode per example (and trial): its trace and score."""
+
+
+def is_episodic(task: Task) -> bool:
+    return isinstance(task, EpisodicTask)
 
 
 class TemplatedSplits:

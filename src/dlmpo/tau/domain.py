@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dlmpo.errors import UserError
+from dlmpo.paths import cache_dir
 from dlmpo.tau.airline_tools import AIRLINE_TOOLS, AIRLINE_WRITE_TOOLS
 from dlmpo.tau.retail_tools import RETAIL_TOOLS, RETAIL_WRITE_TOOLS
 
@@ -93,13 +94,16 @@ def _read_json(path: Path) -> Any:
         raise UserError(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno}).") from None
 
 
+def default_tau_dir() -> Path:
+    """Where `dlmpo data fetch tau` writes and tasks read by default."""
+    return cache_dir() / "data"
+
+
 def load_domain(name: str, data_dir: str | Path | None = None) -> Domain:
     """From `data_dir` (holding tau/<name> or <name>); by default from where `dlmpo data fetch tau` writes."""
     if name not in DOMAIN_TOOLS:
         raise UserError(f"Unknown τ-bench domain '{name}': use airline or retail.")
     if data_dir is None:
-        from dlmpo.tau.fetch import default_tau_dir
-
         data_dir = default_tau_dir()
     base = Path(data_dir).expanduser()
     root = base / name if (base / name).is_dir() else base / "tau" / name

@@ -14,17 +14,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dlmpo.errors import UserError
-from dlmpo.paths import cache_dir
-from dlmpo.tau.domain import DOMAIN_TOOLS
+from dlmpo.tau.domain import DOMAIN_TOOLS, default_tau_dir
 
 UPSTREAM = "https://raw.githubusercontent.com/sierra-research/tau-bench"
 PINNED_REF = "1c8f8378879012d72009101c14e6e25c83bbfa00"
 TABLES = {"airline": ("flights", "reservations", "users"), "retail": ("orders", "products", "users")}
 TASK_FILES = {"airline": ("test",), "retail": ("train", "dev", "test")}
-
-
-def default_tau_dir() -> Path:
-    return cache_dir() / "data"
 
 
 def _literal(node: ast.AST) -> Any:

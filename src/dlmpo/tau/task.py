@@ -7,9 +7,9 @@ import asyncio
 from pathlib import Path
 from typing import Callable
 
-from dlmpo.evaluate import Trace
 from dlmpo.lm import ChatModel, ChatRequest
-from dlmpo.tasks.base import Example, SplitSet, carve
+from dlmpo.tasks.base import EpisodicTask, Example, SplitSet, carve
+from dlmpo.tasks.traces import Trace
 from dlmpo.tau.agent import Episode, pass_hat_k, run_episode
 from dlmpo.tau.domain import Domain, TauTask, load_domain
 from dlmpo.tau.reward import GoldHashes
@@ -33,7 +33,7 @@ def tau_splits(domain: Domain, seed: int = 0) -> SplitSet:
     return SplitSet(parts["train"], parts["val"], parts["test"], [note])
 
 
-class TauBenchTask:
+class TauBenchTask(EpisodicTask):
     labels = None
     default_answer_tokens = 512
     judge_instruction = JUDGE_INSTRUCTION

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from dlmpo.evaluate import Trace
+from dlmpo.tasks.traces import Trace
 from dlmpo.tau.agent import Episode
 from dlmpo.tau.domain import Domain
 
