@@ -8,8 +8,8 @@ import pytest
 from dlmpo.catalog import get_task
 from dlmpo.code.passk import pass_at_k
 from dlmpo.code.problems import load_code_problems, read_humaneval
-from dlmpo.errors import DataError, UserError
 from dlmpo.code.task import CodeTask
+from dlmpo.errors import DataError, UserError
 
 
 def ids(problems):

@@ -6,8 +6,8 @@ import pytest
 
 from dlmpo.code.problems import CodeProblem
 from dlmpo.code.sandbox import SandboxLimits, run_program
-from dlmpo.tasks.base import Example
 from dlmpo.code.task import CodeTask
+from dlmpo.tasks.base import Example
 
 LIMITS = SandboxLimits(timeout_s=2.0, memory_mb=512)
 PROBLEM = CodeProblem("demo/1", 'def add(a, b):\n    """Sum of a and b."""\n', "    return a + b\n",

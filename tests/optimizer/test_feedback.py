@@ -72,7 +72,6 @@ def test_feedback_notes_are_logged_and_reused_on_resume(tmp_path, data_dir):
                                 mask_tokens=4, data_dir=str(data_dir))
     out = tmp_path / "run"
     RunDir(out).append({"type": "feedback", "round": 1, "source": "human", "notes": ["kept", "kept too"]})
-    opt = Optimizer(settings, out)
-    opt._feedback = lambda judge: CountingFeedback()
+    opt = Optimizer(settings, out, feedback=CountingFeedback())
     asyncio.run(opt.run())
     assert CountingFeedback.calls == 0

@@ -9,7 +9,6 @@ import pytest
 from dlmpo.optimizer import Optimizer, OptimizeSettings
 from dlmpo.optimizer.loop import screening_batch
 from dlmpo.optimizer.selection import futile, judge, power_note, sign_test, smallest_detectable_gain, smallest_winning_margin, val_parts
-from tests.optimizer.test_loop import ListProposer
 from tests.support.fake_openai_server import FakeOpenAIServer
 
 
@@ -73,8 +72,7 @@ def test_junk_does_not_win_a_small_val(tmp_path, data_dir, significance, junk_ma
         settings = OptimizeSettings(task="sst2", target=f"{server.base_url}#noise", dlm="tiny-random:dream",
                                     rounds=6, candidates=4, train_size=8, val_size=16, screen_batch=16, batch_size=4,
                                     test_size=8, data_dir=str(data_dir), significance=significance)
-        opt = Optimizer(settings, tmp_path / "run", proposer=ListProposer(junk))
-        opt._proposer = _Rotating(junk)
+        opt = Optimizer(settings, tmp_path / "run", proposer=_Rotating(junk))
         result = asyncio.run(opt.run())
     accepted = [r for r in result.rounds if r.accepted]
     assert bool(accepted) == junk_may_win

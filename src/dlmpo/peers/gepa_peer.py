@@ -41,7 +41,7 @@ async def run_gepa(settings: OptimizeSettings, out: str | Path, on_event=None) -
     from gepa.core.adapter import EvaluationBatch
 
     peer = PeerRun("gepa", settings, out, on_event)
-    opt, s, target, writer = peer.opt, peer.s, peer.target, peer.writer
+    opt, s, target, writer = peer.session, peer.s, peer.target, peer.writer
     seed_val, seed_test = await peer.score_seed()
     loop = asyncio.get_running_loop()
     task = opt.task

@@ -62,8 +62,10 @@ class CallGuard:
     async def chat(self, model: ChatModel, request: ChatRequest) -> str:
         fresh = model.cached(request) is None
         if fresh:
-            reserve = Spend(self.peer.reserve_calls + self.in_flight, 0, 0, 0.0)
-            if self.peer.budget.refusal(model, [request], reserve):
+            session = self.peer.session
+            kept = session.reserve or Spend(0, 0, 0, 0.0)
+            reserve = Spend(kept.calls + self.in_flight, kept.prompt_tokens, kept.completion_tokens, kept.cost_usd)
+            if session.budget.refusal(model, [request], reserve):
                 self.refused += 1
                 return ""
         self.in_flight += fresh
@@ -166,7 +168,7 @@ async def run_mipro(settings: OptimizeSettings, out: str | Path, on_event=None) 
     from dspy.teleprompt import MIPROv2
 
     peer = PeerRun("mipro", settings, out, on_event)
-    opt, s = peer.opt, peer.s
+    opt, s = peer.session, peer.s
     if is_episodic(opt.task) or not opt.seed_prompt.strip():
         await peer.close()
         raise UserError("The mipro optimizer runs single-answer tasks from a non-empty seed prompt.")
@@ -221,5 +223,5 @@ async def run_mipro(settings: OptimizeSettings, out: str | Path, on_event=None) 
                 for c in getattr(best, "candidate_programs", [])]  # DSPy scores in percent
     peer.emit({"type": "stop", "reason": "mipro", "trials": trials, "refused_calls": guard.refused,
                "failed_calls": guard.failed, "full_val_evaluations": searched})
-    best_val = await opt._eval(peer.target, None, best_prompt, opt.val_pool, "val", "best")
+    best_val = await opt.evaluate(best_prompt, opt.val_pool, "val", "best", charge=False)
     return await peer.finish(best_prompt, best_val.score, seed_val, seed_test)
