@@ -14,10 +14,12 @@ def answer_cap(task: Task, requested: int | None) -> int:
     return requested or getattr(task, "default_answer_tokens", 16)
 
 
-def budget_requests(task: Task, prompt: str, example: Example, max_tokens: int) -> list[ChatRequest]:
-    """The calls one example is expected to cost, for budget checks before a batch runs."""
+def budget_requests(task: Task, prompt: str, example: Example, max_tokens: int, *,
+                    worst_case: bool = False) -> list[ChatRequest]:
+    """The calls one example is expected to cost, for budget checks before a batch runs; with
+    `worst_case`, the most it can cost (an episode's step limit), for the test reserve."""
     if is_episodic(task):
-        return task.budget_requests(prompt, example, max_tokens)
+        return task.budget_requests(prompt, example, max_tokens, worst_case=worst_case)
     return [build_request(task, prompt, example, max_tokens)]
 
 
@@ -55,6 +57,11 @@ async def evaluate(
     if is_episodic(task):
         traces = await task.run_examples(model, prompt, examples, max_tokens=max_tokens, on_done=on_done)
     else:
-        traces = list(await asyncio.gather(*(one(ex) for ex in examples)))
+        # every call runs to its end before a refused one stops the batch: nothing paid is left unrecorded
+        outcomes = await asyncio.gather(*(one(ex) for ex in examples), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        traces = list(outcomes)
     metrics = task.metrics(examples, [t.prediction for t in traces])
     return EvalResult(task.name, split, prompt, traces, metrics)

@@ -22,6 +22,8 @@ class CallCache:
             "CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, model TEXT, response TEXT NOT NULL, "
             "prompt_tokens INTEGER DEFAULT 0, completion_tokens INTEGER DEFAULT 0)"
         )
+        # attempts that reached the backend and failed: a provider may bill them, so budgets count them
+        self._db.execute("CREATE TABLE IF NOT EXISTS failed_calls (id INTEGER PRIMARY KEY, model TEXT, error TEXT)")
         # caches written by dlmpo before usage was recorded lack these columns: add them
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
         for column in ("model TEXT", "prompt_tokens INTEGER DEFAULT 0", "completion_tokens INTEGER DEFAULT 0"):
@@ -45,13 +47,20 @@ class CallCache:
             )
             self._db.commit()
 
+    def record_failure(self, model: str, error: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT INTO failed_calls (model, error) VALUES (?, ?)", (model, error[:500]))
+            self._db.commit()
+
     def totals(self, model: str) -> tuple[int, int, int]:
-        """(calls, prompt tokens, completion tokens) ever paid for `model` through this cache."""
+        """(calls, prompt tokens, completion tokens) ever paid for `model` through this cache: answered
+        calls and failed attempts (whose tokens are unknown)."""
         with self._lock:
             row = self._db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0) "
                 "FROM calls WHERE model = ?", (model,)).fetchone()
-        return int(row[0]), int(row[1]), int(row[2])
+            failed = self._db.execute("SELECT COUNT(*) FROM failed_calls WHERE model = ?", (model,)).fetchone()
+        return int(row[0]) + int(failed[0]), int(row[1]), int(row[2])
 
     def __len__(self) -> int:
         with self._lock:

@@ -7,7 +7,8 @@ import asyncio
 import random
 from dataclasses import dataclass, field
 
-from dlmpo.errors import BudgetExceeded, FatalTargetError, TargetError
+from dlmpo.errors import FatalTargetError, TargetError
+from dlmpo.lm.budget import Budget
 from dlmpo.lm.cache import CallCache
 from dlmpo.lm.pricing import FREE, Price
 from dlmpo.lm.ratelimit import RateLimiter
@@ -73,7 +74,7 @@ class ChatModel:
         self.limiter = RateLimiter(rpm, tpm)
         self.retry = retry or RetryPolicy()
         self.accounting = Accounting()
-        self.max_calls: int | None = None  # a hard cap on paid calls, checked before each call
+        self.budget: Budget | None = None  # the run's one budget, shared by all its models (set by Budget)
 
     def _sem(self) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
@@ -88,43 +89,53 @@ class ChatModel:
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         """Never raises for a failed call: returns a response with `error` set (a scored failure).
-        Raises FatalTargetError when the target cannot be used at all, BudgetExceeded at the cap."""
+        Raises FatalTargetError when the target cannot be used at all, BudgetExceeded when the run's
+        budget has no room for another attempt."""
         key = request.cache_key(self.backend.model_id)
         if self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None:
                 self.accounting.cache_hits += 1
                 return hit
-        if self.max_calls is not None and self.accounting.calls >= self.max_calls:
-            raise BudgetExceeded(f"call budget of {self.max_calls} target calls reached")
         self.accounting.calls += 1
         estimate = sum(len(str(m.get("content", ""))) for m in request.messages) // 4 + request.max_tokens
         last_error = "unknown error"
         async with self._sem():
             for attempt in range(self.retry.max_retries + 1):
                 await self.limiter.acquire(estimate)
+                claim = self.budget.admit(self, request) if self.budget is not None else None
                 try:
-                    response = await self.backend.complete(request)
-                except FatalTargetError:
-                    raise
-                except TargetError as exc:
-                    last_error = str(exc)
-                    if not exc.retryable or attempt == self.retry.max_retries:
-                        if exc.retryable and exc.status is None and "cannot connect" in last_error:
-                            raise FatalTargetError(
-                                f"The target {self.name} is unreachable ({last_error}): is the server running?"
-                            ) from None
-                        break
-                    self.accounting.retries += 1
-                    await asyncio.sleep(self.retry.delay(attempt, getattr(exc, "retry_after", None)))
-                    continue
-                self.accounting.usage.add(response.usage)
-                self.accounting.cost_usd += self.price.cost(response.usage)
-                if self.cache is not None:
-                    self.cache.put(key, self.backend.model_id, response)
-                return response
+                    outcome = await self._attempt(key, request)
+                finally:
+                    if claim is not None:
+                        self.budget.release(claim)
+                if isinstance(outcome, ChatResponse):
+                    return outcome
+                last_error = str(outcome)
+                if not outcome.retryable or attempt == self.retry.max_retries:
+                    if outcome.retryable and outcome.status is None and "cannot connect" in last_error:
+                        raise FatalTargetError(
+                            f"The target {self.name} is unreachable ({last_error}): is the server running?"
+                        ) from None
+                    break
+                self.accounting.retries += 1
+                await asyncio.sleep(self.retry.delay(attempt, getattr(outcome, "retry_after", None)))
         self.accounting.failures += 1
         return ChatResponse(text="", finish_reason="error", error=last_error)
+
+    async def _attempt(self, key: str, request: ChatRequest) -> ChatResponse | TargetError:
+        """One call to the backend, recorded in the cache whether it answered or failed."""
+        try:
+            response = await self.backend.complete(request)
+        except TargetError as exc:
+            if self.cache is not None:
+                self.cache.record_failure(self.backend.model_id, str(exc))
+            return exc
+        self.accounting.usage.add(response.usage)
+        self.accounting.cost_usd += self.price.cost(response.usage)
+        if self.cache is not None:
+            self.cache.put(key, self.backend.model_id, response)
+        return response
 
     async def aclose(self) -> None:
         await self.backend.aclose()

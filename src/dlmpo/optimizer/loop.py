@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from dlmpo.dlm import ContextItem, SamplerConfig, load_dlm
-from dlmpo.errors import UserError
+from dlmpo.errors import BudgetExceeded, UserError
 from dlmpo.lm import Usage
 from dlmpo.optimizer.feedback import JUDGE_INSTRUCTION, FeedbackSource, HumanFeedback, JudgeFeedback, MetricFeedback, NoFeedback
 from dlmpo.optimizer.guards import PromptGuard
@@ -178,6 +178,8 @@ class Optimizer:
                               "spend": session.budget.spend().to_json()})
         except StopRun as stop:
             stop_reason = str(stop)
+        except BudgetExceeded as exc:  # a judge, writer or user-model call the budget refused
+            stop_reason = f"budget ({exc})"
         session.emit({"type": "stop", "reason": stop_reason})
         return await session.finish(
             best_prompt=incumbent, best_val=best_val, seed_val=seed_val.score, seed_test=seed_test.score,

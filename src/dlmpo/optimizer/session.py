@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Callable
 
 from dlmpo.catalog import get_task
-from dlmpo.errors import UserError
+from dlmpo.errors import BudgetExceeded, UserError
 from dlmpo.evaluate import answer_cap, budget_requests, evaluate
 from dlmpo.lm import ChatModel, open_target
+from dlmpo.lm.budget import Budget
 from dlmpo.lm.pricing import PriceTable
-from dlmpo.optimizer.budget import Budget, Spend
 from dlmpo.optimizer.result import OptimizeResult, RoundRecord
 from dlmpo.optimizer.settings import OptimizeSettings
 from dlmpo.runs.rundir import RunDir
@@ -53,8 +53,7 @@ class RunSession:
         self.judge: ChatModel | None = None
         self.writer: ChatModel | None = None  # the chat model that writes prompts (AR, TextGrad, peers)
         self.user_model: ChatModel | None = None  # τ-bench's simulated customer, when it is a chat model
-        self.budget: Budget | None = None
-        self.reserve: Spend | None = None  # the best prompt's test evaluation, paid last
+        self.budget: Budget | None = None  # every model's, checked before every attempt
 
     # ---------------------------------------------------------------- before any call
 
@@ -83,7 +82,8 @@ class RunSession:
 
     def open_models(self, writer: bool) -> None:
         """Target, judge (feedback judge), τ-bench user model, and the writer when asked; one budget
-        over all of them (a model in two roles is opened once and paid once)."""
+        over all of them, which each checks before every attempt (a model in two roles is opened
+        once and paid once)."""
         s = self.s
         prices = PriceTable.from_file(s.prices) if s.prices else None
         kw = dict(cache_path=self.run_dir.calls_db, concurrency=s.concurrency, rpm=s.rpm, tpm=s.tpm, prices=prices)
@@ -103,17 +103,17 @@ class RunSession:
     def reserve_test(self, prompt_chars: int) -> None:
         """Keep room in the budget for scoring the best prompt, up to `prompt_chars` long, on test
         (a stand-in prompt that is never in the cache, so every call counts)."""
-        assert self.target is not None
+        assert self.target is not None and self.budget is not None
         stand_in = "x" * prompt_chars
-        self.reserve = Budget.estimate(self.target, [r for ex in self.test_set for r in
-                                                     budget_requests(self.task, stand_in, ex, self.answer_tokens)])
+        self.budget.reserve = Budget.estimate(self.target, [
+            r for ex in self.test_set for r in budget_requests(self.task, stand_in, ex, self.answer_tokens, worst_case=True)])
 
     def calls_left(self) -> int | None:
         """Calls a search may still spend, keeping the reserve for the final test evaluation."""
         if self.s.max_calls is None:
             return None
         assert self.budget is not None
-        return self.s.max_calls - self.budget.spend().calls - (self.reserve.calls if self.reserve else 0)
+        return self.s.max_calls - self.budget.spend().calls - self.budget.reserve.calls
 
     # ---------------------------------------------------------------- during the run
 
@@ -124,11 +124,12 @@ class RunSession:
     async def evaluate(self, prompt: str, examples: list[Example], split: str, which: str, *,
                        round_index: int | None = None, charge: bool = True, log: bool = True) -> EvalResult:
         """Score `prompt` with the target; when `charge`, the batch must fit the budget (with the
-        reserve kept) or StopRun is raised before any call."""
+        reserve kept) or StopRun is raised before any call. Every call is checked again as it is
+        made, whatever `charge` says; a call the budget refuses ends the batch with StopRun."""
         assert self.target is not None and self.budget is not None, "open_models() first"
         if charge:
             requests = [r for ex in examples for r in budget_requests(self.task, prompt, ex, self.answer_tokens)]
-            why = self.budget.refusal(self.target, requests, self.reserve)
+            why = self.budget.refusal(self.target, requests)
             if why:
                 raise StopRun(f"budget ({why})")
         what = f"round {round_index}: {which} on {split}" if round_index else f"{which} prompt on {split}"
@@ -140,8 +141,11 @@ class RunSession:
             self.on_progress(what, done, len(examples))
 
         self.on_progress(what, 0, len(examples))
-        result = await evaluate(self.task, self.target, prompt, examples, split=split,
-                                max_tokens=self.answer_tokens, on_done=tick)
+        try:
+            result = await evaluate(self.task, self.target, prompt, examples, split=split,
+                                    max_tokens=self.answer_tokens, on_done=tick)
+        except BudgetExceeded as exc:
+            raise StopRun(f"budget ({exc})") from None
         if log:
             self.emit({"type": "eval", "which": which, "split": split, "round": round_index, "n": result.n,
                        "score": round(result.score, 4), "metrics": result.metrics,
@@ -166,7 +170,14 @@ class RunSession:
                      warnings: list[str] | None = None) -> OptimizeResult:
         """Score the best prompt on test (paid from the reserve), write result.json, close the models."""
         assert self.target is not None and self.budget is not None
-        best_test = await self.evaluate(best_prompt, self.test_set, "test", "best", charge=False)
+        self.budget.spend_reserve()
+        try:
+            best_test = await self.evaluate(best_prompt, self.test_set, "test", "best", charge=False)
+        except StopRun as stop:
+            await self.close()
+            raise UserError(f"The reserve kept for scoring the best prompt on test fell short, {stop}; the best "
+                            f"prompt is in {self.run_dir.path}: raise the budget and run the same command "
+                            "again to score it.") from None
         self.run_dir.write_best(best_prompt)
         spend = self.budget.spend()
         usage = {**spend.to_json(), "this_process": self.target.accounting.to_json()}

@@ -25,10 +25,9 @@ import math
 import os
 from pathlib import Path
 
-from dlmpo.errors import UserError
+from dlmpo.errors import BudgetExceeded, UserError
 from dlmpo.evaluate import build_request
 from dlmpo.lm import ChatModel, ChatRequest
-from dlmpo.optimizer.budget import Spend
 from dlmpo.optimizer.result import OptimizeResult
 from dlmpo.optimizer.settings import OptimizeSettings
 from dlmpo.peers.common import PeerRun
@@ -50,29 +49,19 @@ def _require_dspy():
 
 
 class CallGuard:
-    """Runs chat calls on the run's loop, refusing any uncached call the budget cannot cover
-    (calls in flight and the final test evaluation counted as already spent)."""
+    """Runs chat calls on the run's loop; a call the run's budget refuses answers "" (and is
+    counted), so that MIPROv2 scores it as a miss instead of stopping."""
 
-    def __init__(self, peer: PeerRun):
-        self.peer = peer
-        self.in_flight = 0
+    def __init__(self):
         self.refused = 0
         self.failed = 0
 
     async def chat(self, model: ChatModel, request: ChatRequest) -> str:
-        fresh = model.cached(request) is None
-        if fresh:
-            session = self.peer.session
-            kept = session.reserve or Spend(0, 0, 0, 0.0)
-            reserve = Spend(kept.calls + self.in_flight, kept.prompt_tokens, kept.completion_tokens, kept.cost_usd)
-            if session.budget.refusal(model, [request], reserve):
-                self.refused += 1
-                return ""
-        self.in_flight += fresh
         try:
             response = await model.chat(request)
-        finally:
-            self.in_flight -= fresh
+        except BudgetExceeded:
+            self.refused += 1
+            return ""
         if response.error is not None:
             self.failed += 1
             return ""
@@ -185,7 +174,7 @@ async def run_mipro(settings: OptimizeSettings, out: str | Path, on_event=None) 
                         "too few for its proposals and one trial: raise it.")
 
     loop = asyncio.get_running_loop()
-    guard = CallGuard(peer)
+    guard = CallGuard()
     target_lm = dspy.LM("dlmpo/target", engine=ChatModelEngine(
         guard, peer.target, loop, temperature=0.0, max_tokens=opt.answer_tokens, distinct_samples=False),
         cache=False, num_retries=0)

@@ -52,8 +52,10 @@ class EpisodicTask(Task, Protocol):
     def bind_user_model(self, model: ChatModel | None) -> None:
         """The chat model that plays the user; None for the task's offline stand-in."""
 
-    def budget_requests(self, prompt: str, example: Example, max_tokens: int) -> list[ChatRequest]:
-        """The calls an episode is expected to cost, for budget checks before a batch runs."""
+    def budget_requests(self, prompt: str, example: Example, max_tokens: int, *,
+                        worst_case: bool = False) -> list[ChatRequest]:
+        """The calls an episode is expected to cost, for budget checks before a batch runs; with
+        `worst_case`, the most it can cost, for reserves."""
 
     async def run_examples(self, model: ChatModel, prompt: str, examples: list[Example], *, max_tokens: int,
                            on_done: Callable[[Trace], None] | None = None) -> list[Trace]:

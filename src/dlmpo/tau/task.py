@@ -18,6 +18,7 @@ from dlmpo.tau.users import LLMUser, ScriptedUser, UserSimulator
 
 TAU_TASKS = {"tau-airline": "airline", "tau-retail": "retail"}
 EXPECTED_AGENT_CALLS = 12  # per episode, for budget checks before a batch runs (GPT-4o averages ~11 on airline)
+USER_OPENING_CALLS = 1  # a chat model playing the user writes the opening message, then one reply per agent reply
 
 
 def tau_splits(domain: Domain, seed: int = 0) -> SplitSet:
@@ -48,6 +49,7 @@ class TauBenchTask(EpisodicTask):
         self._gold = GoldHashes(domain)
         self.trials = 1  # episodes per example in run_examples (pass^k needs k)
         self._make_user: Callable[[], UserSimulator] = ScriptedUser
+        self._user_is_model = False
         self.episodes: list[Episode] = []  # of the last run_examples call
 
     @property
@@ -57,6 +59,7 @@ class TauBenchTask(EpisodicTask):
     def bind_user_model(self, model: ChatModel | None) -> None:
         """None keeps the scripted user (offline, free); a chat model plays the customer."""
         self._make_user = ScriptedUser if model is None else (lambda: LLMUser(model))
+        self._user_is_model = model is not None
 
     def examples(self, split: str) -> list[Example]:
         return self.splits.get(split)
@@ -77,11 +80,17 @@ class TauBenchTask(EpisodicTask):
         return {"reward": sum(p == "success" for p in predictions) / n,
                 **{f"pass^{k}": pass_hat_k(by_example, k) for k in range(1, trials + 1)}}
 
-    def budget_requests(self, prompt: str, example: Example, max_tokens: int) -> list[ChatRequest]:
-        """Stand-ins for an episode's agent calls: a budget check counts EXPECTED_AGENT_CALLS of them."""
+    def budget_requests(self, prompt: str, example: Example, max_tokens: int, *,
+                        worst_case: bool = False) -> list[ChatRequest]:
+        """Stand-ins for an episode's calls. For the check before a batch, the expected agent calls
+        (EXPECTED_AGENT_CALLS, at most max_steps); with `worst_case` (a reserve that must never fall
+        short), every call an episode may make: max_steps agent calls and, when a chat model plays
+        the user, its opening and one reply per agent step."""
         messages = [{"role": "system", "content": prompt}, {"role": "user", "content": self.user_message(example)}]
+        agent = self.max_steps if worst_case else min(EXPECTED_AGENT_CALLS, self.max_steps)
+        user = self.max_steps + USER_OPENING_CALLS if worst_case and self._user_is_model else 0
         return [ChatRequest(messages=messages, tools=self.domain.tool_schemas, max_tokens=max_tokens, sample_index=-1 - i)
-                for i in range(EXPECTED_AGENT_CALLS)]
+                for i in range(agent + user)]
 
     async def run_examples(self, model: ChatModel, prompt: str, examples: list[Example], *, max_tokens: int,
                            on_done: Callable[[Trace], None] | None = None) -> list[Trace]:
