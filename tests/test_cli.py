@@ -73,3 +73,21 @@ def test_unreachable_server_is_exit_2(data_dir):
 def test_usage_error_exit_2():
     proc = dlmpo("eval", "--bogus")
     assert proc.returncode == 2 and "No such option" in proc.stderr
+
+
+def test_report_of_a_corrupted_result_is_one_sentence(tmp_path):
+    (tmp_path / "result.json").write_text("{not json")
+    proc = subprocess.run([sys.executable, "-m", "dlmpo", "report", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "is not a result of `dlmpo optimize`" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_dry_run_reads_the_notes_and_checks_the_seed_prompt(tmp_path, data_dir):
+    base = [sys.executable, "-m", "dlmpo", "optimize", "--task", "sst2", "--dlm", "tiny-random:dream", "--dry-run",
+            "--data-dir", str(data_dir), "--out", str(tmp_path / "run")]
+    (tmp_path / "notes.jsonl").write_text('{"example_id": 1}\n')
+    bad_notes = subprocess.run([*base, "--feedback", "human", "--human-notes", str(tmp_path / "notes.jsonl")],
+                               capture_output=True, text=True)
+    assert bad_notes.returncode == 2 and "line 1" in bad_notes.stderr
+    too_long = subprocess.run([*base, "--prompt", "word " * 3000], capture_output=True, text=True)
+    assert too_long.returncode == 2 and "seed prompt takes" in too_long.stderr
+    assert not (tmp_path / "run").exists()

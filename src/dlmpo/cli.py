@@ -339,10 +339,7 @@ def optimize_command(
     for note in optimizer.task.notes:
         ui.note(note)
     if dry_run:
-        if settings.proposer == "dlm":  # the DLM and its adapter load, or the dry run says why
-            from dlmpo.dlm import load_dlm
-
-            load_dlm(settings.dlm, settings.device, adapter=settings.adapter)
+        optimizer.check()  # the DLM, its adapter, the seed prompt's length and the notes, or the dry run says why
         est = optimizer.estimate()
         ui.print(f"estimate (no cache hits, full batches): {est['calls']} target calls, "
                  f"~{est['prompt_tokens'] + est['completion_tokens']} tokens")

@@ -71,6 +71,14 @@ class Optimizer:
         """Calls and cost before starting: every batch at full size, no cache hits."""
         return self.session.estimate()
 
+    def check(self) -> None:
+        """What a dry run verifies without a call: the DLM and its adapter load, the seed prompt fits
+        the DLM, human notes read. Each failure is a UserError."""
+        if self.s.proposer == "dlm":
+            self._limit_prompt_tokens(self._make_proposer())
+        if self.s.feedback == "human":
+            HumanFeedback(self.s.human_notes)
+
     def _feedback(self) -> FeedbackSource:
         if self._feedback_source is not None:
             return self._feedback_source
@@ -117,10 +125,6 @@ class Optimizer:
                             "prompt or lower --mask-tokens.")
         self.guard.max_tokens, self.guard.count_tokens = max_tokens, count
 
-    def _emit(self, event: dict) -> None:
-        self.run_dir.append(event)
-        self.on_event(event)
-
     # ---------------------------------------------------------------- the run
 
     async def run(self) -> OptimizeResult:
@@ -133,12 +137,14 @@ class Optimizer:
         if len(done_rounds) < s.rounds:
             model = s.dlm if s.proposer == "dlm" else s.optimizer_model
             session.on_progress(f"loading the {s.proposer} proposer ({model})", 0, None)
-            try:
+        try:
+            if len(done_rounds) < s.rounds:
                 proposer = self._make_proposer()
                 self._limit_prompt_tokens(proposer)
-            except UserError:
-                await session.close()
-                raise
+            feedback = self._feedback()  # a notes file that cannot be read is an error before any call
+        except UserError:
+            await session.close()
+            raise
         # room for the final test evaluation of the best prompt, which may have grown
         session.reserve_test(min(self.prompt_chars, len(self.seed_prompt) + 4 * s.mask_tokens * s.rounds))
         estimate = session.estimate()
@@ -154,7 +160,6 @@ class Optimizer:
         records: list[RoundRecord] = []
         try:
             no_improve = 0
-            feedback = self._feedback()
             for r in range(1, s.rounds + 1):
                 if r in done_rounds:  # resumed: this round's outcome is in the log
                     e = done_rounds[r]

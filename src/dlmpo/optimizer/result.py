@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from dlmpo.errors import UserError
+
 
 @dataclass
 class RoundRecord:
@@ -52,7 +54,11 @@ class OptimizeResult:
         path = Path(path)
         if path.is_dir():
             path = path / "result.json"
-        return cls.from_json(json.loads(path.read_text()))
+        try:
+            return cls.from_json(json.loads(path.read_text()))
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise UserError(f"{path} is not a result of `dlmpo optimize` ({type(exc).__name__}: {exc}): "
+                            "re-run the same command to write it again.") from None
 
     def summary(self) -> dict:
         return {
