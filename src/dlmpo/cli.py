@@ -283,7 +283,7 @@ def optimize_command(
     rounds: Optional[int] = typer.Option(None, help="Optimization rounds [default: 5]."),
     candidates: Optional[int] = typer.Option(None, help="Candidate prompts per round [default: 4]."),
     steps: Optional[int] = typer.Option(None, help="DLM denoising steps [default: 64]."),
-    mask_tokens: Optional[int] = typer.Option(None, help="Mask tokens the DLM fills per edit [default: 64]."),
+    mask_tokens: Optional[int] = typer.Option(None, help="Mask tokens the DLM fills per edit [default: 16]."),
     strategy: Optional[str] = typer.Option(None, help="append, span, sentence, regrow; ',' alternates, '+' combines [default: append]."),
     feedback: Optional[str] = typer.Option(None, help="metric, judge, human or none [default: metric]."),
     judge: Optional[str] = typer.Option(None, help="Chat-model specifier of the judge (feedback judge)."),

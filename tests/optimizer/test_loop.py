@@ -201,10 +201,14 @@ def test_blank_parsing():
     assert parse_blanks("Be brief. [BLANK 1] [BLANK +]", 1) == ["Be brief."]
 
 
-def test_budget_too_small_for_the_seed_prompt_is_a_clear_error(tmp_path, data_dir):
-    settings = OptimizeSettings(**SMALL, data_dir=str(data_dir), max_calls=10)
+def test_budget_too_small_for_the_seed_prompt_is_a_clear_error_before_any_call(tmp_path, data_dir):
+    # val 8 + test 8 + the test reserve 8 = 24 > 20: val alone would fit, but nothing is paid
+    settings = OptimizeSettings(**SMALL, data_dir=str(data_dir), max_calls=20)
     with pytest.raises(UserError, match="cannot cover scoring the seed prompt"):
         asyncio.run(Optimizer(settings, tmp_path / "run").run())
+    from dlmpo.lm.cache import CallCache
+
+    assert len(CallCache(tmp_path / "run" / "calls.sqlite")) == 0
 
 
 def test_estimate_counts_judge_calls_once_per_trace_on_episodic_tasks(data_dir, tmp_path):

@@ -153,8 +153,15 @@ class RunSession:
         return result
 
     async def score_seed(self) -> tuple[EvalResult, EvalResult]:
-        """The seed prompt on val and test; a budget that cannot cover both is the user's error."""
+        """The seed prompt on val and test; a budget that cannot cover both (and the reserve) is the
+        user's error, found before any call."""
+        assert self.target is not None and self.budget is not None
+        requests = [r for ex in self.val_pool + self.test_set
+                    for r in budget_requests(self.task, self.seed_prompt, ex, self.answer_tokens)]
+        why = self.budget.refusal(self.target, requests)
         try:
+            if why:
+                raise StopRun(f"budget ({why})")
             val = await self.evaluate(self.seed_prompt, self.val_pool, "val", "seed")
             test = await self.evaluate(self.seed_prompt, self.test_set, "test", "seed")
         except StopRun as stop:

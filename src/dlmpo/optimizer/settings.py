@@ -39,7 +39,7 @@ class OptimizeSettings(BaseModel):
     user_model: str = Field("scripted", description="τ-bench user simulator: a chat-model specifier, or scripted")
 
     strategy: str = "append"
-    mask_tokens: int = Field(64, ge=1)
+    mask_tokens: int = Field(16, ge=1, description="masks the DLM fills per appended or regrown edit")
     span_ratio: float = Field(0.25, gt=0, le=1)
     span_length: int = Field(6, ge=1)
     feedback: Literal["metric", "judge", "human", "none"] = "metric"
