@@ -297,3 +297,22 @@ def test_progress_reports_each_phase_without_logging_it(tmp_path, data_dir):
     assert "round 1: dlm writing 2 candidates" in phases and "best prompt on test" in phases
     assert ("seed prompt on val", 8, 8) in seen  # every example ticks
     assert not any(e["type"] == "progress" for e in RunDir(tmp_path / "run").events())
+
+
+def test_more_budget_continues_a_budget_stopped_run_and_pays_only_the_new_work(tmp_path, data_dir, finished_run):
+    _, reference = finished_run
+    out = tmp_path / "run"
+    stopped = asyncio.run(Optimizer(OptimizeSettings(**SMALL, data_dir=str(data_dir), max_calls=reference.calls - 6),
+                                    out).run())
+    assert stopped.stop_reason.startswith("budget")
+    continued = asyncio.run(Optimizer(OptimizeSettings(**SMALL, data_dir=str(data_dir)), out).run())
+    assert (continued.best_prompt, continued.val, continued.test) == (reference.best_prompt, reference.val, reference.test)
+    # the stopped run scored its own best prompt on test; that is the only work an uninterrupted run did not do
+    extra = 0 if stopped.best_prompt in (reference.seed_prompt, reference.best_prompt) else SMALL["test_size"]
+    assert continued.calls == reference.calls + extra
+
+
+def test_the_run_directory_of_a_command_does_not_depend_on_its_budget():
+    base = OptimizeSettings(**SMALL)
+    assert base.identity() == OptimizeSettings(**{**SMALL, "rounds": 9}, max_calls=50, max_cost=1.0, patience=2).identity()
+    assert base.identity() != OptimizeSettings(**{**SMALL, "candidates": 3}).identity()

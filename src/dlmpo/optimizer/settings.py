@@ -95,8 +95,11 @@ class OptimizeSettings(BaseModel):
         return value
 
     def identity(self) -> dict:
-        """The settings that define the result: a resumed run must match them."""
-        return self.model_dump(exclude={"concurrency", "rpm", "tpm", "device", "max_seconds"})
+        """The settings that define the result: a resumed run must match them. How far a run goes
+        (rounds, budgets, time, patience) is left out, so that the same command with a larger
+        budget or more rounds continues a run and pays only for the new work."""
+        return self.model_dump(exclude={"concurrency", "rpm", "tpm", "device", "rounds", "patience", "max_calls",
+                                        "max_cost", "max_tokens", "max_seconds"})
 
 
 def load_settings(config_file: str | Path | None, overrides: dict) -> OptimizeSettings:

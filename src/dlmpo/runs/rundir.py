@@ -40,6 +40,8 @@ class RunDir:
                     f"{self.path} holds a run with other settings ({', '.join(changed[:4])}): "
                     "use a new --out, or the same settings to resume it."
                 )
+            if saved.get("settings") != full:  # a continuation with more rounds or budget
+                self.config_file.write_text(json.dumps({"identity": identity, "settings": full}, indent=2))
             return True
         self.config_file.write_text(json.dumps({"identity": identity, "settings": full}, indent=2))
         return False
