@@ -244,8 +244,12 @@ def _event_printer(ui: Output):
                          f"(+{e['wins']}/-{e['losses']} vs incumbent), {e['nfe']} DLM forwards {e['dlm_seconds']:.1f}s")
         elif kind == "decision":
             verdict = "accepted" if e["accepted"] else "kept incumbent"
-            ui.print(f"  challenger {e['index']} on full val {e['val']:.4f} vs {e['incumbent_val']:.4f} "
-                     f"(+{e['wins']}/-{e['losses']}, sign test p {e['p_value']:.3g} vs {e['level']:.3g}): {verdict}")
+            if e.get("dropped"):
+                ui.print(f"  challenger {e['index']} on the first {e['scored']} val examples {e['val']:.4f} "
+                         f"(+{e['wins']}/-{e['losses']}): not ahead, dropped; {verdict}")
+            else:
+                ui.print(f"  challenger {e['index']} on val {e['val']:.4f} vs {e['incumbent_val']:.4f} "
+                         f"(+{e['wins']}/-{e['losses']}, sign test p {e['p_value']:.3g} vs {e['level']:.3g}): {verdict}")
         elif kind == "round_end":
             sp = e["spend"]
             ui.print(f"  best val {e['best_val']:.4f} | spent {sp['calls']} calls, {sp['total_tokens']} tokens, ${sp['cost_usd']:.4f}")
