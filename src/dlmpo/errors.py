@@ -32,4 +32,4 @@ class FatalTargetError(UserError):
 
 
 class BudgetExceeded(DlmpoError):
-    """The next batch would exceed the call/token/dollar budget."""
+    """An attempt would take the run past its call, token or dollar budget (`lm.budget.Budget`)."""
