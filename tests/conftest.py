@@ -1,8 +1,10 @@
+import os
 from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# the repository's sibling shared/data, or DLMPO_DATA_DIR (README of shared/data: formats, licences)
+SHARED_DATA = Path(os.environ.get("DLMPO_DATA_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 
 def pytest_addoption(parser):
@@ -23,6 +25,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    if not (SHARED_DATA / "sst2").is_dir():  # a missing data set fails loudly, never skips
+        pytest.fail(f"The task data is not at {SHARED_DATA} (expected sst2/, sst5/, mrpc/, snli/, tau/): "
+                    "put the shared data there or set DLMPO_DATA_DIR.", pytrace=False)
     return SHARED_DATA
