@@ -2,10 +2,11 @@
 
 Every model of a run holds the same `Budget`, and asks it before each attempt that reaches its
 backend (`admit`): an attempt that would take spend past a limit, counting the attempts in flight
-and the reserve kept for the final test evaluation, raises `BudgetExceeded` instead of being made.
-Spend is read from the run's call cache, which holds every paid call of this run across
-interruptions and resumes, failed attempts included (a provider may bill them). Callers also ask
-before a whole batch (`refusal`), so a run stops between batches rather than in the middle of one."""
+and the reserve kept for the final test evaluation, raises `BudgetExceeded` instead of being made;
+after the attempt the model reports what it cost (`settle`). Spend starts from the run's call
+cache, which holds every paid call of earlier processes of this run (failed attempts included: a
+provider may bill them), and is then kept in memory, so no check reads the cache again. Callers
+also ask before a whole batch (`refusal`), so a run stops between batches rather than in one."""
 
 from __future__ import annotations
 
@@ -47,30 +48,39 @@ NOTHING = Spend(0, 0, 0, 0.0)
 class Budget:
     def __init__(self, models: list[ChatModel], *, max_calls: int | None, max_cost: float | None,
                  max_tokens: int | None):
-        self.models = models
         self.max_calls, self.max_cost, self.max_tokens = max_calls, max_cost, max_tokens
         self.reserve = NOTHING  # kept for a later evaluation (the best prompt on test)
         self._in_flight = NOTHING
+        self._paid = self._paid_before(models)
         self._lock = threading.Lock()  # peers call from their own threads
         for model in models:
             model.budget = self
 
-    def spend(self) -> Spend:
+    @staticmethod
+    def _paid_before(models: list[ChatModel]) -> Spend:
+        """What earlier processes of this run paid, from the run's call cache."""
         total = NOTHING
-        unique = {m.backend.model_id: m for m in self.models}  # one model in two roles is paid once
+        unique = {m.backend.model_id: m for m in models}  # one model in two roles is paid once
         for m in unique.values():
             assert m.cache is not None, "a budgeted model needs its run cache"
             c, p, o = m.cache.totals(m.backend.model_id)
             total = total + Spend(c, p, o, m.price.cost(Usage(p, o)))
         return total
 
+    def spend(self) -> Spend:
+        with self._lock:
+            return self._paid
+
     @staticmethod
     def estimate(model: ChatModel, requests: list[ChatRequest]) -> Spend:
         """Upper-bound spend of the uncached requests (answers assumed to use max_tokens)."""
-        todo = [r for r in requests if model.cached(r) is None]
-        prompt = sum(sum(len(str(m.get("content", ""))) for m in r.messages) // 3 + 8 for r in todo)
-        completion = sum(r.max_tokens for r in todo)
-        return Spend(len(todo), prompt, completion, model.price.cost(Usage(prompt, completion)))
+        return Budget._upper_bound(model, [r for r in requests if model.cached(r) is None])
+
+    @staticmethod
+    def _upper_bound(model: ChatModel, requests: list[ChatRequest]) -> Spend:
+        prompt = sum(sum(len(str(m.get("content", ""))) for m in r.messages) // 3 + 8 for r in requests)
+        completion = sum(r.max_tokens for r in requests)
+        return Spend(len(requests), prompt, completion, model.price.cost(Usage(prompt, completion)))
 
     def _over(self, now: Spend, need: Spend, keep: Spend) -> str | None:
         if self.max_calls is not None and now.calls + need.calls + keep.calls > self.max_calls:
@@ -84,23 +94,27 @@ class Budget:
 
     def refusal(self, model: ChatModel, requests: list[ChatRequest]) -> str | None:
         """Why this batch may not run, or None when it fits (with the reserve kept for later)."""
+        need = self.estimate(model, requests)
         with self._lock:
-            return self._over(self.spend() + self._in_flight, self.estimate(model, requests), self.reserve)
+            return self._over(self._paid + self._in_flight, need, self.reserve)
 
     def admit(self, model: ChatModel, request: ChatRequest) -> Spend:
-        """Claim room for one attempt of the uncached `request`, or raise BudgetExceeded; `release`
-        the claim once the attempt is recorded in the cache (paid or failed)."""
-        need = self.estimate(model, [request])
+        """Claim room for one attempt of `request`, which the model found uncached, or raise
+        BudgetExceeded; `settle` the claim when the attempt is over."""
+        need = self._upper_bound(model, [request])
         with self._lock:
-            why = self._over(self.spend() + self._in_flight, need, self.reserve)
+            why = self._over(self._paid + self._in_flight, need, self.reserve)
             if why:
                 raise BudgetExceeded(f"{model.name}: {why}")
             self._in_flight = self._in_flight + need
         return need
 
-    def release(self, claim: Spend) -> None:
+    def settle(self, claim: Spend, paid: Spend) -> None:
+        """The attempt `claim` was made for is over and cost `paid` (NOTHING if it never reached
+        the provider)."""
         with self._lock:
             self._in_flight = self._in_flight - claim
+            self._paid = self._paid + paid
 
     def spend_reserve(self) -> None:
         """The reserved evaluation is about to run: its room is no longer kept aside."""

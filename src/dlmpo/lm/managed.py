@@ -8,7 +8,7 @@ import random
 from dataclasses import dataclass, field
 
 from dlmpo.errors import FatalTargetError, TargetError
-from dlmpo.lm.budget import Budget
+from dlmpo.lm.budget import NOTHING, Budget, Spend
 from dlmpo.lm.cache import CallCache
 from dlmpo.lm.pricing import FREE, Price
 from dlmpo.lm.ratelimit import RateLimiter
@@ -104,11 +104,14 @@ class ChatModel:
             for attempt in range(self.retry.max_retries + 1):
                 await self.limiter.acquire(estimate)
                 claim = self.budget.admit(self, request) if self.budget is not None else None
+                paid = NOTHING
                 try:
                     outcome = await self._attempt(key, request)
+                    usage = outcome.usage if isinstance(outcome, ChatResponse) else Usage()
+                    paid = Spend(1, usage.prompt_tokens, usage.completion_tokens, self.price.cost(usage))
                 finally:
                     if claim is not None:
-                        self.budget.release(claim)
+                        self.budget.settle(claim, paid)
                 if isinstance(outcome, ChatResponse):
                     return outcome
                 last_error = str(outcome)
