@@ -20,7 +20,7 @@ from dlmpo.optimizer.feedback import JUDGE_INSTRUCTION, FeedbackSource, HumanFee
 from dlmpo.optimizer.guards import PromptGuard
 from dlmpo.optimizer.proposers import DLMProposer, Proposer
 from dlmpo.optimizer.result import OptimizeResult, RoundRecord
-from dlmpo.optimizer.selection import futile, power_note, val_parts
+from dlmpo.optimizer.selection import futile, paired, power_note, val_parts
 from dlmpo.optimizer.selection import judge as sign_judge
 from dlmpo.optimizer.session import EventSink, ProgressSink, RunSession, StopRun
 from dlmpo.optimizer.settings import OptimizeSettings
@@ -244,8 +244,7 @@ class Optimizer:
             if row["rejected"] is None:
                 res = await session.evaluate(p.prompt, screen, "train", "candidate", round_index=r, log=False)
                 row["minibatch"] = round(res.score, 4)
-                row["wins"] = sum(c.score > b.score for c, b in zip(res.traces, inc_mb.traces))
-                row["losses"] = sum(c.score < b.score for c, b in zip(res.traces, inc_mb.traces))
+                row["wins"], row["losses"] = paired([t.score for t in res.traces], [t.score for t in inc_mb.traces])
             candidates.append(row)
             session.emit({"type": "candidate", "round": r, **row})
         live = [c for c in candidates if c["rejected"] is None]
@@ -263,7 +262,7 @@ class Optimizer:
                 best["val"], best["significance"] = round(val, 4), verdict.to_json()
                 accepted = verdict.significant and val > best_val
                 session.emit({"type": "decision", "round": r, "index": best["index"], "val": best["val"],
-                            "incumbent_val": round(best_val, 4), "accepted": accepted, **verdict.to_json()})
+                              "incumbent_val": round(best_val, 4), "accepted": accepted, **verdict.to_json()})
                 if accepted:
                     incumbent, best_val, self._incumbent_val = best["prompt"], val, scores
         record = RoundRecord(round=r, incumbent_minibatch=round(inc_mb.score, 4), candidates=candidates,

@@ -39,10 +39,16 @@ def val_parts(n: int, parts: int = 3, smallest: int = 16) -> list[int]:
     return [round(n * (i + 1) / parts) for i in range(parts)]
 
 
+def paired(challenger: list[float], incumbent: list[float]) -> tuple[int, int]:
+    """Wins and losses of the challenger over the incumbent on the same examples, in order (the
+    incumbent may have scored more examples; the extra ones are not compared)."""
+    pairs = list(zip(challenger, incumbent))
+    return sum(c > i for c, i in pairs), sum(c < i for c, i in pairs)
+
+
 def futile(challenger: list[float], incumbent: list[float]) -> bool:
     """A challenger that has not won more of the scored pairs than it lost stops here."""
-    wins = sum(c > i for c, i in zip(challenger, incumbent))
-    losses = sum(c < i for c, i in zip(challenger, incumbent))
+    wins, losses = paired(challenger, incumbent)
     return wins <= losses
 
 
@@ -67,13 +73,10 @@ def judge(challenger: list[float], incumbent: list[float], alpha: float) -> Verd
     challenger with fewer scores than the incumbent was dropped early and is never significant."""
     if len(challenger) > len(incumbent):
         raise ValueError("every challenger score needs the incumbent's on the same example")
-    pairs = list(zip(challenger, incumbent))
-    wins = sum(c > i for c, i in pairs)
-    losses = sum(c < i for c, i in pairs)
+    wins, losses = paired(challenger, incumbent)
     p = sign_test(wins, losses)
-    level = 1.0 if alpha >= 1 else alpha  # alpha 1 turns the test off
     dropped = len(challenger) < len(incumbent)
-    return Verdict(wins, losses, p, level, p <= level and not dropped, len(pairs), dropped)
+    return Verdict(wins, losses, p, alpha, p <= alpha and not dropped, len(challenger), dropped)  # alpha 1: off
 
 
 def smallest_detectable_gain(n: int, alpha: float, disagree: float = 0.25) -> float | None:

@@ -58,7 +58,7 @@ class OptimizeSettings(BaseModel):
     schedule: str = Field("even", description="tokens revealed per step: even, dream, mdlm, auto (the DLM family's)")
     device: str | None = None
 
-    min_gain: int = Field(1, ge=1, description="paired wins minus losses needed on the val minibatch")
+    min_gain: int = Field(1, ge=1, description="paired wins minus losses a candidate needs on the screening batch to challenge")
     significance: float = Field(0.05, gt=0, le=1,
                                 description="level of the one-sided sign test on val; 1: off")
     patience: int | None = Field(None, ge=1, description="stop after this many rounds without improvement")
