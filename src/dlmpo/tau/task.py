@@ -48,8 +48,7 @@ class TauBenchTask(EpisodicTask):
         self._by_id = {t.id: t for tasks in domain.tasks.values() for t in tasks}
         self._gold = GoldHashes(domain)
         self.trials = 1  # episodes per example in run_examples (pass^k needs k)
-        self._make_user: Callable[[], UserSimulator] = ScriptedUser
-        self._user_is_model = False
+        self._user_model: ChatModel | None = None  # None: the scripted user
         self.episodes: list[Episode] = []  # of the last run_examples call
 
     @property
@@ -58,8 +57,10 @@ class TauBenchTask(EpisodicTask):
 
     def bind_user_model(self, model: ChatModel | None) -> None:
         """None keeps the scripted user (offline, free); a chat model plays the customer."""
-        self._make_user = ScriptedUser if model is None else (lambda: LLMUser(model))
-        self._user_is_model = model is not None
+        self._user_model = model
+
+    def _make_user(self) -> UserSimulator:
+        return ScriptedUser() if self._user_model is None else LLMUser(self._user_model)
 
     def examples(self, split: str) -> list[Example]:
         return self.splits.get(split)
@@ -88,7 +89,7 @@ class TauBenchTask(EpisodicTask):
         the user, its opening and one reply per agent step."""
         messages = [{"role": "system", "content": prompt}, {"role": "user", "content": self.user_message(example)}]
         agent = self.max_steps if worst_case else min(EXPECTED_AGENT_CALLS, self.max_steps)
-        user = self.max_steps + USER_OPENING_CALLS if worst_case and self._user_is_model else 0
+        user = self.max_steps + USER_OPENING_CALLS if worst_case and self._user_model is not None else 0
         return [ChatRequest(messages=messages, tools=self.domain.tool_schemas, max_tokens=max_tokens, sample_index=-1 - i)
                 for i in range(agent + user)]
 
