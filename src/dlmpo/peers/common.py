@@ -19,11 +19,8 @@ class PeerRun:
             raise UserError(f"{name} scores candidates with the task's own metric and feedback: use feedback metric.")
         self.name = name
         self.session = session = RunSession(settings, out, on_event=on_event)
-        self.s = settings
         session.bind()
         session.open_models(writer=True)
-        assert session.target is not None and session.writer is not None
-        self.target, self.writer = session.target, session.writer
         session.reserve_test(len(session.seed_prompt))  # peers keep prompts about the seed's length
 
     def emit(self, event: dict) -> None:
@@ -52,7 +49,7 @@ class PeerRun:
 
     async def finish(self, best_prompt: str, best_val: float, seed_val: float, seed_test: float) -> OptimizeResult:
         return await self.session.finish(best_prompt=best_prompt, best_val=best_val, seed_val=seed_val,
-                                         seed_test=seed_test, optimizer=f"{self.name}:{self.s.optimizer_model}",
+                                         seed_test=seed_test, optimizer=f"{self.name}:{self.session.s.optimizer_model}",
                                          stop_reason=self.name)
 
     async def close(self) -> None:

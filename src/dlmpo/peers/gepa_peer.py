@@ -41,7 +41,8 @@ async def run_gepa(settings: OptimizeSettings, out: str | Path, on_event=None) -
     from gepa.core.adapter import EvaluationBatch
 
     peer = PeerRun("gepa", settings, out, on_event)
-    opt, s, target, writer = peer.session, peer.s, peer.target, peer.writer
+    opt = peer.session
+    s, target, writer = opt.s, opt.target, opt.writer
     seed_val, seed_test = await peer.score_seed()
     loop = asyncio.get_running_loop()
     task = opt.task

@@ -157,7 +157,8 @@ async def run_mipro(settings: OptimizeSettings, out: str | Path, on_event=None) 
     from dspy.teleprompt import MIPROv2
 
     peer = PeerRun("mipro", settings, out, on_event)
-    opt, s = peer.session, peer.s
+    opt = peer.session
+    s = opt.s
     if is_episodic(opt.task) or not opt.seed_prompt.strip():
         await peer.close()
         raise UserError("The mipro optimizer runs single-answer tasks from a non-empty seed prompt.")
@@ -176,10 +177,10 @@ async def run_mipro(settings: OptimizeSettings, out: str | Path, on_event=None) 
     loop = asyncio.get_running_loop()
     guard = CallGuard()
     target_lm = dspy.LM("dlmpo/target", engine=ChatModelEngine(
-        guard, peer.target, loop, temperature=0.0, max_tokens=opt.answer_tokens, distinct_samples=False),
+        guard, opt.target, loop, temperature=0.0, max_tokens=opt.answer_tokens, distinct_samples=False),
         cache=False, num_retries=0)
     writer_lm = dspy.LM("dlmpo/optimizer", engine=ChatModelEngine(
-        guard, peer.writer, loop, temperature=s.temperature, max_tokens=WRITER_TOKENS, distinct_samples=True),
+        guard, opt.writer, loop, temperature=s.temperature, max_tokens=WRITER_TOKENS, distinct_samples=True),
         cache=False, num_retries=0)
     by_message = {task.user_message(ex): ex for ex in [*opt.train_pool, *opt.val_pool]}
 
