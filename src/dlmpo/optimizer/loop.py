@@ -38,14 +38,14 @@ def select_context(traces: list[Trace], notes: list[str | None], k: int) -> list
     return [ContextItem(t.user, t.output or "(no answer)", t.score, n) for t, n in chosen]
 
 
-def screening_batch(train_pool: list[Example], traces: list[Example], n: int, rng: random.Random) -> list[Example]:
-    """`n` train examples to screen candidates on, other than the ones whose traces the DLM saw
-    when there are enough; topped up from those otherwise."""
-    seen = {ex.id for ex in traces}
-    fresh = [ex for ex in train_pool if ex.id not in seen]
+def screening_batch(train_pool: list[Example], shown: list[Example], n: int, rng: random.Random) -> list[Example]:
+    """`n` train examples to screen candidates on, other than the ones `shown` to the DLM as
+    traces when there are enough; topped up from those otherwise."""
+    shown_ids = {ex.id for ex in shown}
+    fresh = [ex for ex in train_pool if ex.id not in shown_ids]
     if len(fresh) >= n:
         return rng.sample(fresh, n)
-    return fresh + rng.sample(traces, min(n - len(fresh), len(traces)))
+    return fresh + rng.sample(shown, min(n - len(fresh), len(shown)))
 
 
 class Optimizer:
