@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from dlmpo import sampling_defaults as sampler_defaults
 from dlmpo.cli_ddpt import ddpt_app
 from dlmpo.console import Output
 from dlmpo.errors import UserError
@@ -169,17 +170,17 @@ def infill_command(
     text: str = typer.Option(..., help="Text with masks: [MASK:n] or the model's own mask token."),
     context: Optional[Path] = typer.Option(None, help="JSONL traces {query|user, output, score?, feedback?}."),
     examples: Optional[Path] = typer.Option(None, help="JSONL input -> output examples for template infilling."),
-    steps: int = typer.Option(32, min=1, help="Denoising steps (NFE upper bound)."),
-    alg: str = typer.Option("entropy", help="Reveal rule: origin, maskgit_plus, topk_margin, entropy, random."),
+    steps: int = typer.Option(sampler_defaults.STEPS, min=1, help="Denoising steps (NFE upper bound)."),
+    alg: str = typer.Option(sampler_defaults.ALG, help="Reveal rule: origin, maskgit_plus, topk_margin, entropy, random."),
     alg_temp: float = typer.Option(0.0, help="> 0 samples the reveal order."),
-    temperature: float = typer.Option(0.7, help="Token sampling temperature (0 = argmax)."),
-    top_p: Optional[float] = typer.Option(0.95, help="Nucleus sampling."),
+    temperature: float = typer.Option(sampler_defaults.TEMPERATURE, help="Token sampling temperature (0 = argmax)."),
+    top_p: Optional[float] = typer.Option(sampler_defaults.TOP_P, help="Nucleus sampling (1 = off)."),
     top_k: Optional[int] = typer.Option(None, help="Top-k sampling."),
     block_length: Optional[int] = typer.Option(None, help="Semi-autoregressive blocks of this many masks."),
     threshold: Optional[float] = typer.Option(None, help="Parallel decoding: reveal every token above this probability."),
     kv_refresh: Optional[int] = typer.Option(None, help="Reuse context K/V, refreshed every k steps."),
-    schedule: str = typer.Option("even", help="Tokens revealed per step: even, dream, mdlm, auto (the family's)."),
-    candidates: int = typer.Option(1, min=1, help="Candidates sampled in one batch."),
+    schedule: str = typer.Option(sampler_defaults.SCHEDULE, help="Tokens revealed per step: even, dream, mdlm, auto (the family's)."),
+    candidates: int = typer.Option(1, min=1, help="Candidates sampled in one batch, each with its own draws."),
     seed: int = typer.Option(0, help="Random seed."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available)."),
     adapter: Optional[Path] = typer.Option(None, help="Output directory of `dlmpo train` to apply to --dlm."),
@@ -286,15 +287,15 @@ def optimize_command(
     optimizer_model: Optional[str] = typer.Option(None, help="Chat-model specifier of the ar and textgrad proposers [default: embedded]."),
     rounds: Optional[int] = typer.Option(None, help="Optimization rounds [default: 5]."),
     candidates: Optional[int] = typer.Option(None, help="Candidate prompts per round [default: 4]."),
-    steps: Optional[int] = typer.Option(None, help="DLM denoising steps [default: 64]."),
+    steps: Optional[int] = typer.Option(None, help=f"DLM denoising steps [default: {sampler_defaults.STEPS}]."),
     mask_tokens: Optional[int] = typer.Option(None, help="Mask tokens the DLM fills per edit [default: 16]."),
     strategy: Optional[str] = typer.Option(None, help="append, span, sentence, regrow; ',' alternates, '+' combines [default: append]."),
     feedback: Optional[str] = typer.Option(None, help="metric, judge, human or none [default: metric]."),
     judge: Optional[str] = typer.Option(None, help="Chat-model specifier of the judge (feedback judge)."),
     user_model: Optional[str] = typer.Option(None, help="τ-bench user simulator: chat-model specifier or scripted [default: scripted]."),
     human_notes: Optional[str] = typer.Option(None, help="Notes file for feedback human (text or JSONL)."),
-    alg: Optional[str] = typer.Option(None, help="DLM reveal rule [default: entropy]."),
-    temperature: Optional[float] = typer.Option(None, help="DLM sampling temperature [default: 0.7]."),
+    alg: Optional[str] = typer.Option(None, help=f"DLM reveal rule [default: {sampler_defaults.ALG}]."),
+    temperature: Optional[float] = typer.Option(None, help=f"DLM sampling temperature [default: {sampler_defaults.TEMPERATURE}]."),
     threshold: Optional[float] = typer.Option(None, help="DLM parallel-decoding threshold."),
     kv_refresh: Optional[int] = typer.Option(None, help="DLM context K/V reuse, refreshed every k steps."),
     train_size: Optional[int] = typer.Option(None, help="Train pool for traces [default: 32]."),

@@ -1,6 +1,6 @@
 import pytest
 
-from dlmpo.dlm import ContextItem, infill
+from dlmpo.dlm import ContextItem, SamplerConfig, infill
 from dlmpo.dlm.canvas import build_canvas
 from dlmpo.dlm.masks import Span, parse_masked_text
 from dlmpo.errors import UserError
@@ -16,7 +16,7 @@ def test_parse_masked_text():
 
 
 def test_infill_every_adapter(tiny):
-    res = infill(tiny, "Answer briefly. [MASK:16]", n_candidates=3, steps=8, temperature=1.0, seed=1,
+    res = infill(tiny, "Answer briefly. [MASK:16]", n_candidates=3, sampler=SamplerConfig(steps=8, temperature=1.0), seed=1,
                  context=[{"user": "Review: fine film", "output": "positive", "score": 1, "feedback": "Correct."}])
     assert len(res.candidates) == 3 and res.nfe <= 8 and res.masks == 16 and res.traces_used == 1
     for cand in res.candidates:
@@ -27,7 +27,7 @@ def test_infill_every_adapter(tiny):
 
 def test_model_mask_token_in_text(tiny_dream):
     mask = tiny_dream.tokenizer.convert_ids_to_tokens(tiny_dream.mask_token_id)
-    res = infill(tiny_dream, f"Start {mask}{mask} middle [MASK:2] end.", steps=4)
+    res = infill(tiny_dream, f"Start {mask}{mask} middle [MASK:2] end.", sampler=SamplerConfig(steps=4))
     assert res.masks == 4 and len(res.candidates[0].spans) == 2
     assert res.candidates[0].text.startswith("Start") and res.candidates[0].text.endswith("end.")
 

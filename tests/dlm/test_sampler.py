@@ -4,6 +4,8 @@ import torch
 from dlmpo.dlm import ALGS, Sampler, SamplerConfig
 from dlmpo.errors import UserError
 
+GREEDY = dict(temperature=0.0, top_p=None)
+
 
 def masked_batch(model, n_masks=12, rows=2, scattered=False):
     ids = model.tokenizer("You are a careful classifier of movie reviews. Be brief and exact.",
@@ -42,18 +44,18 @@ def test_batched_rows_differ_when_sampling(tiny):
 
 def test_nfe_never_exceeds_masks_or_steps(tiny):
     x = masked_batch(tiny, n_masks=5)
-    out = Sampler(tiny, SamplerConfig(steps=32)).sample(x)
+    out = Sampler(tiny, SamplerConfig(steps=32, **GREEDY)).sample(x)
     assert out.nfe == 5  # one token per step, stops when done
 
 
 def test_threshold_decoding_uses_fewer_forwards_than_masks(tiny):
     x = masked_batch(tiny, n_masks=16)
-    plain = Sampler(tiny, SamplerConfig(steps=16)).sample(x)
+    plain = Sampler(tiny, SamplerConfig(steps=16, **GREEDY)).sample(x)
     # a random model is never confident: a threshold under its top-1 probabilities reveals many
     pos = (x == tiny.mask_token_id).nonzero()[:, 1].view(x.shape[0], -1)
     probs = tiny.raw_logits(x, pos - 1 if tiny.shift else pos).softmax(-1).max(-1).values
     tau = float(probs.median())
-    fast = Sampler(tiny, SamplerConfig(steps=16, threshold=tau)).sample(x)
+    fast = Sampler(tiny, SamplerConfig(steps=16, threshold=tau, **GREEDY)).sample(x)
     assert plain.nfe == 16
     assert fast.nfe < 16 and fast.tokens_per_forward > 1
     assert not (fast.tokens == tiny.mask_token_id).any()
@@ -92,7 +94,7 @@ def test_dream_logits_are_shifted(tiny_dream):
 
     tiny_dream.raw_logits = rigged
     try:
-        out = Sampler(tiny_dream, SamplerConfig(steps=1)).sample(x)
+        out = Sampler(tiny_dream, SamplerConfig(steps=1, **GREEDY)).sample(x)
     finally:
         del tiny_dream.raw_logits
     assert out.tokens[0, pos] == forced
@@ -114,7 +116,7 @@ def test_llada_and_mlm_are_not_shifted(arch):
         return raw.gather(1, rows[..., None].expand(-1, -1, raw.shape[-1]))
 
     model.raw_logits = rigged
-    out = Sampler(model, SamplerConfig(steps=1)).sample(x)
+    out = Sampler(model, SamplerConfig(steps=1, **GREEDY)).sample(x)
     assert out.tokens[0, pos] == 42
 
 
@@ -125,8 +127,8 @@ def test_kv_reuse_refresh_every_step_equals_plain(arch):
     model = load_dlm(f"tiny-random:{arch}", device="cpu")
     x = masked_batch(model, n_masks=10, scattered=True)
     for kw in ({}, {"temperature": 0.8, "top_k": 50}, {"block_length": 5}):
-        plain = Sampler(model, SamplerConfig(steps=10, **kw)).sample(x)
-        cached = Sampler(model, SamplerConfig(steps=10, kv_refresh=1, **kw)).sample(x)
+        plain = Sampler(model, SamplerConfig(steps=10, **{**GREEDY, **kw})).sample(x)
+        cached = Sampler(model, SamplerConfig(steps=10, kv_refresh=1, **{**GREEDY, **kw})).sample(x)
         assert torch.equal(plain.tokens, cached.tokens)
         assert cached.full_forwards == cached.nfe == plain.nfe
 
@@ -178,3 +180,19 @@ def test_no_mask_and_unequal_masks(tiny_dream):
     x[1, 3] = 5
     with pytest.raises(UserError, match="same number of masks"):
         Sampler(tiny_dream, SamplerConfig()).sample(x)
+
+
+def test_a_rows_draws_do_not_depend_on_the_batch(tiny_dream):
+    """Per-row noise: candidate i samples the same text whether 2 or 4 candidates share its batch."""
+    cfg = SamplerConfig(steps=6, temperature=1.0, alg_temp=0.5, seed=5)
+    two = Sampler(tiny_dream, cfg).sample(masked_batch(tiny_dream, rows=2)).tokens
+    four = Sampler(tiny_dream, cfg).sample(masked_batch(tiny_dream, rows=4)).tokens
+    assert torch.equal(two, four[:2])
+    assert not torch.equal(four[2], four[3])
+
+
+def test_reference_noise_draws_over_the_whole_batch(tiny_dream):
+    cfg = SamplerConfig(steps=6, temperature=1.0, seed=5, noise="reference")
+    two = Sampler(tiny_dream, cfg).sample(masked_batch(tiny_dream, rows=2)).tokens
+    four = Sampler(tiny_dream, cfg).sample(masked_batch(tiny_dream, rows=4)).tokens
+    assert not torch.equal(two, four[:2])

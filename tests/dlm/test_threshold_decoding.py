@@ -48,7 +48,7 @@ class FixedPredictions(DiffusionLM):
 def _run(steps: int, alg: str = "entropy"):
     model = FixedPredictions()
     x = torch.tensor([[3, MASK, MASK, MASK, MASK, 4]])
-    out = Sampler(model, SamplerConfig(steps=steps, alg=alg, threshold=0.9)).sample(x)
+    out = Sampler(model, SamplerConfig(steps=steps, alg=alg, threshold=0.9, temperature=0.0, top_p=None)).sample(x)
     return model.masked_at_forward, out
 
 

@@ -58,24 +58,22 @@ def infill(
     context: list[ContextItem | dict] | None = None,
     instruction: str | None = None,
     n_candidates: int = 1,
-    steps: int = 32,
-    alg: str = "entropy",
-    temperature: float = 0.0,
-    seed: int | None = None,
     sampler: SamplerConfig | None = None,
+    seed: int | None = None,
     query_tokens: int = 160,
     output_tokens: int = 96,
 ) -> InfillResult:
     """Fill the masks of `text` (`[MASK:n]` or the model's mask token), conditioned on `context`
     (traces or examples that follow the prompt in the canvas). Returns `n_candidates` candidates
-    sampled together in one batch; with temperature 0 and no alg_temp they are identical.
-    `sampler` sets every sampling option at once (then `steps`, `alg`, `temperature` are unused)."""
+    sampled together in one batch (each with its own draws; at temperature 0 and no alg_temp they
+    are identical). `sampler` sets the sampling options (default: `SamplerConfig()`, the same
+    defaults as `dlmpo infill` and `optimize`); `seed` replaces its seed."""
     mask_str = model.tokenizer.convert_ids_to_tokens(model.mask_token_id)
     segments = parse_masked_text(text, mask_str)
     items = [c if isinstance(c, ContextItem) else ContextItem.from_dict(c) for c in (context or [])]
     canvas = build_canvas(model, segments, items, instruction=instruction,
                           query_tokens=query_tokens, output_tokens=output_tokens)
-    cfg = sampler or SamplerConfig(steps=steps, alg=alg, temperature=temperature)
+    cfg = sampler or SamplerConfig()
     if seed is not None:
         cfg = replace(cfg, seed=seed)
     batch = canvas.input_ids.to(model.device).unsqueeze(0).repeat(n_candidates, 1)

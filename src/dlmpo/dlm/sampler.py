@@ -22,9 +22,13 @@ with its share of the steps; the last step of a block reveals whatever is left i
 every k steps (and at each block start); with k=1 every step is a full forward, identical to the
 plain sampler.
 
-Random draws follow Dream's reference code call for call (token sampling through
-`torch.multinomial`, the `origin` draw over the still-masked positions, the `alg_temp` draw over
-whole rows), so a seeded run equals the reference's wherever both draw the same numbers."""
+Random draws (`noise`): with `per_row`, the default, every row of the batch draws from its own
+generator on the CPU, seeded by (seed, row), so a candidate's draws depend neither on how many
+candidates share its batch nor on the device. `reference` draws as Dream's reference code does,
+call for call, from one generator on the model's device (token sampling through
+`torch.multinomial` over the whole batch, the `origin` draw over the still-masked positions, the
+`alg_temp` draw over whole rows), so a seeded run equals the reference's wherever both draw the
+same numbers; the parity tests use it."""
 
 from __future__ import annotations
 
@@ -34,33 +38,38 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from dlmpo import sampling_defaults as defaults
 from dlmpo.dlm.base import DiffusionLM
 from dlmpo.errors import UserError
 
 ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy", "random")
 SCHEDULES = ("even", "dream", "mdlm", "auto")
+NOISES = ("per_row", "reference")
 DREAM_EPS = 1e-3  # Dream's timesteps run from 1 down to eps
 
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    steps: int = 32
-    alg: str = "entropy"
+    steps: int = defaults.STEPS
+    alg: str = defaults.ALG
     alg_temp: float = 0.0
-    temperature: float = 0.0
-    top_p: float | None = None
+    temperature: float = defaults.TEMPERATURE
+    top_p: float | None = defaults.TOP_P
     top_k: int | None = None
     block_length: int | None = None
     threshold: float | None = None
     kv_refresh: int | None = None
     seed: int = 0
-    schedule: str = "even"
+    schedule: str = defaults.SCHEDULE
+    noise: str = defaults.NOISE
 
     def validate(self) -> None:
         if self.alg not in ALGS:
             raise UserError(f"Unknown remasking rule '{self.alg}': use one of {', '.join(ALGS)}.")
         if self.schedule not in SCHEDULES:
             raise UserError(f"Unknown reveal schedule '{self.schedule}': use one of {', '.join(SCHEDULES)}.")
+        if self.noise not in NOISES:
+            raise UserError(f"Unknown noise '{self.noise}': use one of {', '.join(NOISES)}.")
         if self.steps < 1:
             raise UserError("steps must be at least 1.")
         if self.temperature < 0 or self.alg_temp < 0:
@@ -123,15 +132,56 @@ def _filter(logits: torch.Tensor, top_p: float | None, top_k: int | None) -> tor
     return logits
 
 
-def _choose_tokens(logits: torch.Tensor, cfg: SamplerConfig, gen: torch.Generator):
-    """For (N, V) logits: the chosen tokens, the probability of each, and the ranking confidence
-    of the reveal rule, computed as Dream's `sample_tokens` does."""
+class _BatchNoise:
+    """Dream's draws: one generator on the model's device, each draw made over the whole batch."""
+
+    def __init__(self, seed: int, rows: int, device: torch.device):
+        self.gen = torch.Generator(device=device).manual_seed(seed)
+
+    def tokens(self, probs: torch.Tensor, counts: list[int]) -> torch.Tensor:
+        return torch.multinomial(probs, 1, True, generator=self.gen).squeeze(-1)
+
+    def uniform(self, counts: list[int], device: torch.device) -> torch.Tensor:
+        return torch.rand(sum(counts), generator=self.gen, device=device)
+
+    def positions(self, weights: torch.Tensor, k: int) -> torch.Tensor:
+        return torch.multinomial(weights, k, generator=self.gen)
+
+
+class _RowNoise:
+    """One CPU generator per row, seeded by (seed, row): what row i draws does not depend on the
+    other rows of the batch, nor on the device the model runs on."""
+
+    def __init__(self, seed: int, rows: int, device: torch.device):
+        self.gens = [torch.Generator().manual_seed((seed * 1_000_003 + row) % 2**63) for row in range(rows)]
+
+    def tokens(self, probs: torch.Tensor, counts: list[int]) -> torch.Tensor:
+        """probs holds the rows' positions one row after the other, `counts` of them per row."""
+        parts = [torch.multinomial(p.float().cpu(), 1, True, generator=g).squeeze(-1)
+                 for p, g in zip(torch.split(probs, counts), self.gens) if len(p)]
+        return torch.cat(parts).to(probs.device) if parts else torch.zeros(0, dtype=torch.long, device=probs.device)
+
+    def uniform(self, counts: list[int], device: torch.device) -> torch.Tensor:
+        return torch.cat([torch.rand(n, generator=g) for n, g in zip(counts, self.gens)]).to(device)
+
+    def positions(self, weights: torch.Tensor, k: int) -> torch.Tensor:
+        return torch.stack([torch.multinomial(w.float().cpu(), k, generator=g)
+                            for w, g in zip(weights, self.gens)]).to(weights.device)
+
+
+NOISE = {"per_row": _RowNoise, "reference": _BatchNoise}
+
+
+def _choose_tokens(logits: torch.Tensor, counts: list[int], cfg: SamplerConfig, noise):
+    """For (N, V) logits, `counts` positions per row one row after the other: the chosen tokens,
+    the probability of each, and the ranking confidence of the reveal rule, computed as Dream's
+    `sample_tokens` does."""
     if cfg.temperature > 0:
         logits = logits / cfg.temperature
     probs = _filter(logits, cfg.top_p, cfg.top_k).softmax(-1)
     if cfg.temperature > 0:
         # the draw torch.distributions.Categorical makes: multinomial over normalised rows
-        tokens = torch.multinomial(probs / probs.sum(-1, keepdim=True), 1, True, generator=gen).squeeze(-1)
+        tokens = noise.tokens(probs / probs.sum(-1, keepdim=True), counts)
         chosen_p = probs.gather(-1, tokens[:, None]).squeeze(-1)
     else:
         chosen_p, tokens = probs.max(-1)
@@ -141,7 +191,7 @@ def _choose_tokens(logits: torch.Tensor, cfg: SamplerConfig, gen: torch.Generato
     elif cfg.alg == "entropy":
         confidence = (probs * torch.log(probs + 1e-10)).sum(-1)  # negative entropy
     elif cfg.alg == "random":
-        confidence = torch.rand(chosen_p.shape, generator=gen, device=chosen_p.device)
+        confidence = noise.uniform(counts, chosen_p.device)
     else:  # maskgit_plus, and origin (which does not rank)
         confidence = chosen_p
     return tokens, chosen_p, confidence
@@ -219,7 +269,7 @@ class Sampler:
         n_blocks = math.ceil(n_masks / block)
         if cfg.steps < n_blocks:
             raise UserError(f"steps ({cfg.steps}) must be at least the number of blocks ({n_blocks}).")
-        gen = torch.Generator(device=x.device).manual_seed(cfg.seed)
+        noise = NOISE[cfg.noise](cfg.seed, x.shape[0], x.device)
         self.nfe = self.full_forwards = 0
         for bi, block_steps in enumerate(_steps_per_block(cfg.steps, n_blocks)):
             block_pos = positions[:, bi * block: min((bi + 1) * block, n_masks)]  # (B, m)
@@ -229,11 +279,11 @@ class Sampler:
                 if not bool(still.any()):
                     break
                 if cfg.threshold is not None:
-                    reveal, tokens = self._threshold_step(x, block_pos, still, step, block_steps, cache, gen)
+                    reveal, tokens = self._threshold_step(x, block_pos, still, step, block_steps, cache, noise)
                 elif cfg.alg == "origin":
-                    reveal, tokens = self._origin_step(x, block_pos, still, step, block_steps, cache, gen)
+                    reveal, tokens = self._origin_step(x, block_pos, still, step, block_steps, cache, noise)
                 else:
-                    reveal, tokens = self._ranked_step(x, block_pos, still, step, block_steps, cache, gen)
+                    reveal, tokens = self._ranked_step(x, block_pos, still, step, block_steps, cache, noise)
                 if reveal is not None:
                     x.scatter_(1, block_pos, torch.where(reveal, tokens, x.gather(1, block_pos)))
         assert not bool((x == model.mask_token_id).any()), "sampler left a mask unfilled"
@@ -241,40 +291,40 @@ class Sampler:
 
     # -- the three kinds of step; each returns (reveal (B, m), tokens (B, m)) or (None, None) ----
 
-    def _ranked_step(self, x, block_pos, still, step, block_steps, cache, gen):
+    def _ranked_step(self, x, block_pos, still, step, block_steps, cache, noise):
         """A scheduled number of positions per row, ranked by the rule's confidence. Rows hold
         equal numbers of masks and reveal equal numbers, so one count serves the batch."""
         remaining = int(still[0].sum())
         k = self.count(remaining, step, block_steps)
         if k == 0:
             return None, None
-        tokens, _, confidence = self._predict(x, block_pos, still, step, cache, gen)
+        tokens, _, confidence = self._predict(x, block_pos, still, step, cache, noise)
         if k >= remaining:
             return still, tokens
         if self.cfg.alg_temp > 0:
-            return self._sample_positions(confidence, block_pos, x.shape[1], k, gen) & still, tokens
+            return self._sample_positions(confidence, block_pos, x.shape[1], k, noise) & still, tokens
         return torch.zeros_like(still).scatter_(1, confidence.topk(k, dim=-1).indices, True), tokens
 
-    def _origin_step(self, x, block_pos, still, step, block_steps, cache, gen):
+    def _origin_step(self, x, block_pos, still, step, block_steps, cache, noise):
         """Dream's `origin`: each mask is revealed with probability 1 - s/t, drawn before the
         forward (as one draw over the flattened masked positions, as Dream draws it); a step that
         reveals nothing needs no forward. Tokens are chosen for the revealed positions only."""
         ts = _dream_timesteps(block_steps)
         p = 1 - ts[step + 1] / ts[step] if step < block_steps - 1 else 1
-        draw = torch.rand(int(still.sum()), generator=gen, device=x.device) < p
+        draw = noise.uniform(still.sum(1).tolist(), x.device) < p
         if not bool(draw.any()):
             return None, None
         reveal = torch.zeros_like(still)
         reveal[still] = draw
         raw = self._logits(x, block_pos, step, cache)
         tokens = x.gather(1, block_pos)
-        tokens[reveal] = _choose_tokens(self._candidates(raw, reveal), self.cfg, gen)[0]
+        tokens[reveal] = _choose_tokens(self._candidates(raw, reveal), reveal.sum(1).tolist(), self.cfg, noise)[0]
         return reveal, tokens
 
-    def _threshold_step(self, x, block_pos, still, step, block_steps, cache, gen):
+    def _threshold_step(self, x, block_pos, still, step, block_steps, cache, noise):
         """Fast-dLLM: every position whose token probability reaches the threshold, and at least
         the most probable one per row; the block's last step reveals the rest."""
-        tokens, chosen_p, _ = self._predict(x, block_pos, still, step, cache, gen)
+        tokens, chosen_p, _ = self._predict(x, block_pos, still, step, cache, noise)
         if step == block_steps - 1:
             return still, tokens
         p = chosen_p.masked_fill(~still, -1.0)
@@ -284,11 +334,11 @@ class Sampler:
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    def _predict(self, x, block_pos, still, step, cache, gen):
+    def _predict(self, x, block_pos, still, step, cache, noise):
         """One forward; tokens, their probabilities and the rule's confidence at every still-masked
         block position (confidence is -inf elsewhere)."""
         raw = self._logits(x, block_pos, step, cache)
-        tok, p, conf = _choose_tokens(self._candidates(raw, still), self.cfg, gen)
+        tok, p, conf = _choose_tokens(self._candidates(raw, still), still.sum(1).tolist(), self.cfg, noise)
         tokens = x.gather(1, block_pos)
         tokens[still] = tok
         chosen_p = torch.zeros(still.shape, device=x.device)
@@ -305,13 +355,13 @@ class Sampler:
         flat[:, self.model.mask_token_id] = float("-inf")
         return flat
 
-    def _sample_positions(self, confidence, block_pos, length, k, gen) -> torch.Tensor:
+    def _sample_positions(self, confidence, block_pos, length, k, noise) -> torch.Tensor:
         """k block positions per row (as a (B, m) mask), drawn without replacement from
         softmax(confidence / alg_temp). The draw runs over whole canvas rows (-inf off the block)
         as Dream's does, so that a seeded draw picks the same positions as Dream's."""
         rows = torch.full((block_pos.shape[0], length), float("-inf"), device=confidence.device)
         rows.scatter_(1, block_pos, confidence)
-        picked = torch.multinomial(torch.softmax(rows / self.cfg.alg_temp, -1), k, generator=gen)
+        picked = noise.positions(torch.softmax(rows / self.cfg.alg_temp, -1), k)
         return torch.zeros_like(rows, dtype=torch.bool).scatter_(1, picked, True).gather(1, block_pos)
 
     def _logits(self, x, block_pos, step, cache: _BlockCache) -> torch.Tensor:

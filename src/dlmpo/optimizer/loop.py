@@ -235,7 +235,7 @@ class Optimizer:
         sources = [t.user for t in traces.traces]
         candidates: list[dict] = []
         for i, p in enumerate(proposals):
-            row = {"index": i, "strategy": p.strategy, "prompt": p.prompt, "masked": p.masked, "nfe": p.nfe,
+            row = {"index": i, "strategy": p.strategy, "prompt": p.prompt, "masked": p.masked, "nfe": p.nfe, "draws": p.draws,
                    "dlm_seconds": round(p.seconds, 3), "rejected": None, "minibatch": None,
                    "wins": 0, "losses": 0, "val": None, "significance": None}
             row["rejected"] = p.failure or self.guard.reject_reason(p.prompt, incumbent, sources)

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Protocol
 
 from dlmpo.dlm import ContextItem, DiffusionLM, SamplerConfig, infill
 from dlmpo.optimizer.strategies import apply_strategy
 
 CANVAS_OVERHEAD = 64  # tokens of chat template and heading around the prompt in the DLM canvas
+# A candidate that repeats the incumbent or an earlier candidate is drawn again, up to REDRAWS
+# times, each time a little hotter: short fills from a confident model collapse onto the same text,
+# and a new seed alone often draws it again.
+REDRAWS = 3
+REDRAW_HEAT = 0.15
 
 
 @dataclass
@@ -22,6 +27,7 @@ class Proposal:
     nfe: int = 0
     seconds: float = 0.0
     failure: str | None = None  # the writer failed: the candidate is recorded, rejected, never scored
+    draws: int = 1  # samples taken to get a text no other candidate (nor the incumbent) has
 
 
 class Proposer(Protocol):
@@ -59,17 +65,40 @@ class DLMProposer:
         rng = random.Random(f"{self.seed}:{round_index}:mask")
         masked = [apply_strategy(self.strategy, i, incumbent, rng, self._count, n=self.mask_tokens,
                                  ratio=self.span_ratio, span_length=self.span_length) for i in range(k)]
-        # candidates that share a masked text are sampled together in one batch
+        proposals: list[Proposal] = [Proposal("", strategy, text, draws=0) for text, strategy in masked]
+        todo = list(range(k))
+        for attempt in range(REDRAWS + 1):
+            self._draw(proposals, todo, context, round_index, attempt)
+            todo = _repeats(incumbent, [p.prompt for p in proposals])
+            if not todo:
+                break
+        return proposals
+
+    def _draw(self, proposals: list[Proposal], indices: list[int], context, round_index: int, attempt: int) -> None:
+        """Sample new texts for the candidates at `indices`; those that share a masked text are
+        sampled together in one batch. Each candidate's draws depend on the candidates before it
+        only, never on how many follow."""
         groups: dict[str, list[int]] = {}
-        for i, (text, _) in enumerate(masked):
-            groups.setdefault(text, []).append(i)
-        proposals: list[Proposal | None] = [None] * k
+        for i in indices:
+            groups.setdefault(proposals[i].masked, []).append(i)
+        sampler = replace(self.sampler, temperature=self.sampler.temperature + REDRAW_HEAT * attempt)
         for g, (text, members) in enumerate(groups.items()):
             start = time.perf_counter()
-            seed = self.seed * 100003 + round_index * 101 + g
-            result = infill(self.model, text, context=context, n_candidates=len(members), sampler=self.sampler,
-                            seed=seed)
-            seconds = time.perf_counter() - start
+            seed = random.Random(f"{self.seed}:{round_index}:{attempt}:{g}").getrandbits(62)
+            result = infill(self.model, text, context=context, n_candidates=len(members), sampler=sampler, seed=seed)
+            seconds = (time.perf_counter() - start) / len(members)
             for i, cand in zip(members, result.candidates):
-                proposals[i] = Proposal(cand.text, masked[i][1], text, result.nfe, seconds / len(members))
-        return [p for p in proposals if p is not None]
+                p = proposals[i]
+                p.prompt, p.nfe, p.seconds, p.draws = cand.text, p.nfe + result.nfe, p.seconds + seconds, p.draws + 1
+
+
+def _repeats(incumbent: str, texts: list[str]) -> list[int]:
+    """Indices of the texts that repeat the incumbent or an earlier text (whitespace aside)."""
+    seen = {" ".join(incumbent.split())}
+    repeats = []
+    for i, text in enumerate(texts):
+        key = " ".join(text.split())
+        if key in seen:
+            repeats.append(i)
+        seen.add(key)
+    return repeats

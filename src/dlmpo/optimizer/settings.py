@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from dlmpo import sampling_defaults as sampler_defaults
 from dlmpo.configfile import describe_validation_error, read_config_file
 from dlmpo.errors import UserError
 
@@ -46,16 +47,16 @@ class OptimizeSettings(BaseModel):
     judge: str | None = None
     human_notes: str | None = None
 
-    steps: int = Field(64, ge=1)
-    alg: str = "entropy"
+    steps: int = Field(sampler_defaults.STEPS, ge=1)
+    alg: str = sampler_defaults.ALG
     alg_temp: float = Field(0.0, ge=0)
-    temperature: float = Field(0.7, ge=0)
-    top_p: float | None = Field(0.95, gt=0, le=1)
+    temperature: float = Field(sampler_defaults.TEMPERATURE, ge=0)
+    top_p: float | None = Field(sampler_defaults.TOP_P, gt=0, le=1)
     top_k: int | None = Field(None, ge=1)
     block_length: int | None = Field(None, ge=1)
     threshold: float | None = Field(None, gt=0, le=1)
     kv_refresh: int | None = Field(None, ge=1)
-    schedule: str = Field("even", description="tokens revealed per step: even, dream, mdlm, auto (the DLM family's)")
+    schedule: str = Field(sampler_defaults.SCHEDULE, description="tokens revealed per step: even, dream, mdlm, auto (the DLM family's)")
     device: str | None = None
 
     min_gain: int = Field(1, ge=1, description="paired wins minus losses a candidate needs on the screening batch to challenge")
