@@ -14,12 +14,14 @@ def answer_cap(task: Task, requested: int | None) -> int:
     return requested or getattr(task, "default_answer_tokens", 16)
 
 
-def budget_requests(task: Task, prompt: str, example: Example, max_tokens: int, *,
-                    worst_case: bool = False) -> list[ChatRequest]:
+def budget_requests(task: Task, prompt: str, example: Example, max_tokens: int, *, worst_case: bool = False,
+                    model: ChatModel | None = None) -> list[ChatRequest]:
     """The calls one example is expected to cost, for budget checks before a batch runs; with
-    `worst_case`, the most it can cost (an episode's step limit), for the test reserve."""
+    `worst_case`, the most it can cost (an episode's step limit), for the test reserve. With
+    `model`, an episode that model already ran costs nothing (a classification request is looked up
+    in the cache by the budget itself)."""
     if is_episodic(task):
-        return task.budget_requests(prompt, example, max_tokens, worst_case=worst_case)
+        return task.budget_requests(prompt, example, max_tokens, worst_case=worst_case, agent=model)
     return [build_request(task, prompt, example, max_tokens)]
 
 

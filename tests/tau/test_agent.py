@@ -181,3 +181,30 @@ def test_bad_user_model_and_misused_options_are_one_sentence(data_dir):
                  ["eval", "--task", "tau-airline", "--user-model", "nonsense:x", "--data-dir", str(data_dir)]):
         proc = dlmpo(*argv)
         assert proc.returncode == 2 and proc.stderr.startswith("error:") and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("user", ["scripted", "model"])
+def test_episodes_already_run_are_free_in_the_budget_check(data_dir, tmp_path, user):
+    """A resumed run near its cap must not be refused for episodes whose calls are all cached."""
+    def answer(body):
+        if "tools" in body:
+            return "How can I help?"
+        return STOP if len(body["messages"]) > 3 else "I want to cancel my trip."
+
+    task = get_task("tau-retail", data_dir)
+    ran, fresh = task.examples("val")[:2], task.examples("val")[2]
+    with FakeOpenAIServer(answer=answer) as server:
+        agent = open_target(f"{server.base_url}#agent", cache_path=tmp_path / "c.sqlite")
+        task.bind_user_model(None if user == "scripted" else agent)
+        try:
+            asyncio.run(task.run_examples(agent, task.seed_prompt, ran, max_tokens=64))
+            paid = len(server.requests)
+            for ex in ran:
+                assert task.budget_requests(task.seed_prompt, ex, 64, agent=agent) == []
+                assert len(task.budget_requests(task.seed_prompt, ex, 64)) > 0  # no cache given: counted
+            assert len(task.budget_requests(task.seed_prompt, fresh, 64, agent=agent)) > 0
+            assert len(task.budget_requests("another prompt", ran[0], 64, agent=agent)) > 0
+            assert len(server.requests) == paid  # looking made no call
+        finally:
+            task.bind_user_model(None)
+            asyncio.run(agent.aclose())

@@ -128,7 +128,8 @@ class RunSession:
         made, whatever `charge` says; a call the budget refuses ends the batch with StopRun."""
         assert self.target is not None and self.budget is not None, "open_models() first"
         if charge:
-            requests = [r for ex in examples for r in budget_requests(self.task, prompt, ex, self.answer_tokens)]
+            requests = [r for ex in examples
+                        for r in budget_requests(self.task, prompt, ex, self.answer_tokens, model=self.target)]
             why = self.budget.refusal(self.target, requests)
             if why:
                 raise StopRun(f"budget ({why})")
@@ -157,7 +158,7 @@ class RunSession:
         user's error, found before any call."""
         assert self.target is not None and self.budget is not None
         requests = [r for ex in self.val_pool + self.test_set
-                    for r in budget_requests(self.task, self.seed_prompt, ex, self.answer_tokens)]
+                    for r in budget_requests(self.task, self.seed_prompt, ex, self.answer_tokens, model=self.target)]
         why = self.budget.refusal(self.target, requests)
         try:
             if why:

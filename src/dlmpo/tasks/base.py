@@ -52,10 +52,11 @@ class EpisodicTask(Task, Protocol):
     def bind_user_model(self, model: ChatModel | None) -> None:
         """The chat model that plays the user; None for the task's offline stand-in."""
 
-    def budget_requests(self, prompt: str, example: Example, max_tokens: int, *,
-                        worst_case: bool = False) -> list[ChatRequest]:
+    def budget_requests(self, prompt: str, example: Example, max_tokens: int, *, worst_case: bool = False,
+                        agent: ChatModel | None = None) -> list[ChatRequest]:
         """The calls an episode is expected to cost, for budget checks before a batch runs; with
-        `worst_case`, the most it can cost, for reserves."""
+        `worst_case`, the most it can cost, for reserves. With `agent`, nothing for an episode that
+        model has already run (its calls are in the cache)."""
 
     async def run_examples(self, model: ChatModel, prompt: str, examples: list[Example], *, max_tokens: int,
                            on_done: Callable[[Trace], None] | None = None) -> list[Trace]:

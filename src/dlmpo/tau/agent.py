@@ -41,13 +41,24 @@ class Episode:
         return sum(s.kind in ("tool", "reply") for s in self.steps)
 
 
+def opening_messages(policy: str, first: str) -> list[dict[str, Any]]:
+    """The agent's conversation before its first call: the policy (when there is one) and the user's opening."""
+    messages: list[dict[str, Any]] = [{"role": "user", "content": first}]
+    if policy.strip():
+        messages.insert(0, {"role": "system", "content": policy})
+    return messages
+
+
+def agent_request(domain: Domain, messages: list[dict[str, Any]], max_tokens: int, trial: int) -> ChatRequest:
+    return ChatRequest(messages=list(messages), tools=domain.tool_schemas, temperature=0.0, max_tokens=max_tokens,
+                       sample_index=trial)
+
+
 async def run_episode(domain: Domain, task: TauTask, agent: ChatModel, user: UserSimulator, policy: str, *,
                       gold: GoldHashes, max_steps: int = 30, max_tokens: int = 512, trial: int = 0) -> Episode:
     env = Environment(domain)
     first = await user.start(task, trial)
-    messages: list[dict[str, Any]] = [{"role": "user", "content": first}]
-    if policy.strip():
-        messages.insert(0, {"role": "system", "content": policy})
+    messages = opening_messages(policy, first)
     steps = [Step("user", first)]
     replies: list[str] = []
     usage = Usage()
@@ -57,8 +68,7 @@ async def run_episode(domain: Domain, task: TauTask, agent: ChatModel, user: Use
 
     ended_by, error = user_ended() if STOP in first else ("step limit", None)
     for _ in range(0 if STOP in first else max_steps):
-        response = await agent.chat(ChatRequest(messages=list(messages), tools=domain.tool_schemas, temperature=0.0,
-                                                max_tokens=max_tokens, sample_index=trial))
+        response = await agent.chat(agent_request(domain, messages, max_tokens, trial))
         usage.add(response.usage)
         if response.error is not None:
             ended_by, error = "agent error", response.error

@@ -10,7 +10,7 @@ from typing import Callable
 from dlmpo.lm import ChatModel, ChatRequest
 from dlmpo.tasks.base import EpisodicTask, Example, SplitSet, carve
 from dlmpo.tasks.traces import Trace
-from dlmpo.tau.agent import Episode, pass_hat_k, run_episode
+from dlmpo.tau.agent import Episode, agent_request, opening_messages, pass_hat_k, run_episode
 from dlmpo.tau.domain import Domain, TauTask, load_domain
 from dlmpo.tau.reward import GoldHashes
 from dlmpo.tau.traces import JUDGE_INSTRUCTION, to_trace
@@ -81,17 +81,28 @@ class TauBenchTask(EpisodicTask):
         return {"reward": sum(p == "success" for p in predictions) / n,
                 **{f"pass^{k}": pass_hat_k(by_example, k) for k in range(1, trials + 1)}}
 
-    def budget_requests(self, prompt: str, example: Example, max_tokens: int, *,
-                        worst_case: bool = False) -> list[ChatRequest]:
+    def budget_requests(self, prompt: str, example: Example, max_tokens: int, *, worst_case: bool = False,
+                        agent: ChatModel | None = None) -> list[ChatRequest]:
         """Stand-ins for an episode's calls. For the check before a batch, the expected agent calls
         (EXPECTED_AGENT_CALLS, at most max_steps); with `worst_case` (a reserve that must never fall
         short), every call an episode may make: max_steps agent calls and, when a chat model plays
-        the user, its opening and one reply per agent step."""
+        the user, its opening and one reply per agent step. With `agent`, an episode whose first
+        agent call is in that model's cache was run before and is counted as free (the budget's
+        check before each call still holds if it was cut short)."""
+        if agent is not None and self._ran_before(agent, prompt, example, max_tokens):
+            return []
         messages = [{"role": "system", "content": prompt}, {"role": "user", "content": self.user_message(example)}]
-        agent = self.max_steps if worst_case else min(EXPECTED_AGENT_CALLS, self.max_steps)
+        agent_calls = self.max_steps if worst_case else min(EXPECTED_AGENT_CALLS, self.max_steps)
         user = self.max_steps + USER_OPENING_CALLS if worst_case and self._user_model is not None else 0
         return [ChatRequest(messages=messages, tools=self.domain.tool_schemas, max_tokens=max_tokens, sample_index=-1 - i)
-                for i in range(agent + user)]
+                for i in range(agent_calls + user)]
+
+    def _ran_before(self, agent: ChatModel, prompt: str, example: Example, max_tokens: int) -> bool:
+        scenario = self.scenario(example)
+        first = self._make_user().known_opening(scenario, 0)
+        if first is None:
+            return False
+        return agent.cached(agent_request(self.domain, opening_messages(prompt, first), max_tokens, 0)) is not None
 
     async def run_examples(self, model: ChatModel, prompt: str, examples: list[Example], *, max_tokens: int,
                            on_done: Callable[[Trace], None] | None = None) -> list[Trace]:

@@ -31,6 +31,10 @@ class UserSimulator(Protocol):
 
     async def reply(self, agent_message: str) -> str: ...
 
+    def known_opening(self, task: TauTask, trial: int) -> str | None:
+        """The opening message, when it is known without a paid call; None otherwise."""
+        ...
+
 
 class LLMUser:
     """A chat model holds the customer's side; the agent's messages are its user turns."""
@@ -42,8 +46,7 @@ class LLMUser:
         self.failed: str | None = None
 
     async def _say(self) -> str:
-        response = await self.model.chat(ChatRequest(messages=list(self.messages), temperature=self.temperature,
-                                                     max_tokens=self.max_tokens, sample_index=self.trial))
+        response = await self.model.chat(self._request())
         if response.error is not None:  # the simulated user is gone: end the episode
             self.failed = response.error
             return STOP
@@ -51,11 +54,25 @@ class LLMUser:
         self.messages.append({"role": "assistant", "content": text})
         return text
 
+    @staticmethod
+    def _opening_messages(task: TauTask) -> list[dict]:
+        return [{"role": "system", "content": USER_SYSTEM.format(instruction=task.instruction)},
+                {"role": "user", "content": GREETING}]
+
+    def _request(self) -> ChatRequest:
+        return ChatRequest(messages=list(self.messages), temperature=self.temperature, max_tokens=self.max_tokens,
+                           sample_index=self.trial)
+
     async def start(self, task: TauTask, trial: int) -> str:
         self.trial = trial
-        self.messages = [{"role": "system", "content": USER_SYSTEM.format(instruction=task.instruction)},
-                         {"role": "user", "content": GREETING}]
+        self.messages = self._opening_messages(task)
         return await self._say()
+
+    def known_opening(self, task: TauTask, trial: int) -> str | None:
+        """The opening this model wrote before, from the run's cache."""
+        self.trial, self.messages = trial, self._opening_messages(task)
+        hit = self.model.cached(self._request())
+        return None if hit is None else hit.text.strip() or STOP
 
     async def reply(self, agent_message: str) -> str:
         self.messages.append({"role": "user", "content": agent_message})
@@ -83,6 +100,9 @@ class ScriptedUser:
 
     async def start(self, task: TauTask, trial: int) -> str:
         self.turn = 1
+        return self.known_opening(task, trial)
+
+    def known_opening(self, task: TauTask, trial: int) -> str:
         first = re.split(r"(?<=[.!?])\s+", task.instruction.strip())
         goal = " ".join(s for s in first[:3] if s)
         return f"Hi. My user id is {task.user_id}. {_first_person(goal)}"
