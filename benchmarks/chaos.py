@@ -2,9 +2,10 @@
 OpenAI-compatible server on 127.0.0.1 (tests/support/fake_openai_server.py) that counts what it is
 asked; the optimizer runs as `python -m dlmpo` subprocesses, as a user runs it.
 
-1. kill: SIGKILL the optimizer at random moments of a run with a judge and an AR writer,
-   re-running after each kill; the final result must equal an uninterrupted run's, and the
-   server must have been asked exactly as many times.
+1. kill: SIGKILL the optimizer at random moments of a run, re-running after each kill, for two
+   runs: SST-2 with a judge and an AR writer, and τ-bench airline with a chat model playing the
+   user and an AR writer; the final result must equal an uninterrupted run's, and the server must
+   have been asked as many times, give or take the requests in flight at each kill.
 2. faults: 20 % of requests answer 429, 500, malformed JSON or late; same result as a clean server.
 3. budgets: for every role (target, judge, writer, τ-bench user model) and both peers (GEPA,
    MIPROv2), a budget of N calls is never exceeded, counted by the server.
@@ -63,6 +64,18 @@ def optimize_args(url: str, data_dir: str, out: Path, extra: list[str] = ()) -> 
             "--data-dir", data_dir, "--out", str(out), "--json", *extra]
 
 
+def tau_args(url: str, data_dir: str, out: Path, extra: list[str] = ()) -> list[str]:
+    return [sys.executable, "-m", "dlmpo", "optimize", "--task", "tau-airline", "--target", f"{url}#target",
+            "--user-model", f"{url}#user", "--proposer", "ar", "--optimizer-model", f"{url}#writer",
+            "--rounds", "3", "--candidates", "2", "--train-size", "4", "--val-size", "4", "--test-size", "4",
+            "--batch-size", "2", "--screen-batch", "2", "--mask-tokens", "16", "--set", "significance=1",
+            "--data-dir", data_dir, "--out", str(out), "--json", *extra]
+
+
+KILL_RUNS = {"sst2: target + judge + AR writer": optimize_args,
+             "τ-bench airline: target + user model + AR writer": tau_args}
+
+
 def finished(out: Path) -> dict | None:
     path = out / "result.json"
     if not path.is_file():
@@ -86,13 +99,13 @@ def _wait_for_work(proc: subprocess.Popen, out: Path, before: int) -> None:
         time.sleep(0.02)
 
 
-def kill_test(data_dir: str, kills: int, rng: random.Random) -> dict:
+def kill_test(data_dir: str, kills: int, rng: random.Random, make_args=optimize_args) -> dict:
     """Each kill lands at a random moment of the run's work (after its start-up): a random time
     within the next 1/kills-th of an uninterrupted run's working time."""
     work = Path(tempfile.mkdtemp(prefix="chaos-kill-"))
     with FakeOpenAIServer(answer=answer) as server:
         start = time.perf_counter()
-        proc = subprocess.Popen(optimize_args(server.base_url, data_dir, work / "reference"), cwd=ROOT,
+        proc = subprocess.Popen(make_args(server.base_url, data_dir, work / "reference"), cwd=ROOT,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         _wait_for_work(proc, work / "reference", 0)
         working_from = time.perf_counter()
@@ -105,7 +118,7 @@ def kill_test(data_dir: str, kills: int, rng: random.Random) -> dict:
         while finished(out) is None:
             runs += 1
             before = _events(out)
-            proc = subprocess.Popen(optimize_args(server.base_url, data_dir, out), cwd=ROOT,
+            proc = subprocess.Popen(make_args(server.base_url, data_dir, out), cwd=ROOT,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             if done_kills < kills:
                 _wait_for_work(proc, out, before)
@@ -150,12 +163,7 @@ def budget_tests(data_dir: str) -> list[dict]:
             rows.append(_budget_row("loop: target + judge + AR writer", n, proc, server))
     for n in (345, 360, 400):
         with FakeOpenAIServer(answer=answer) as server, tempfile.TemporaryDirectory() as tmp:
-            url = server.base_url
-            proc = run_once([sys.executable, "-m", "dlmpo", "optimize", "--task", "tau-airline", "--target", f"{url}#target",
-                             "--user-model", f"{url}#user", "--proposer", "ar", "--optimizer-model", f"{url}#writer",
-                             "--rounds", "3", "--candidates", "2", "--train-size", "4", "--val-size", "4", "--test-size", "4",
-                             "--batch-size", "2", "--screen-batch", "2", "--mask-tokens", "16", "--max-calls", str(n),
-                             "--data-dir", data_dir, "--out", str(Path(tmp) / "run"), "--json"])
+            proc = run_once(tau_args(server.base_url, data_dir, Path(tmp) / "run", ["--max-calls", str(n)]))
             rows.append(_budget_row("loop, τ-bench: target + user model + AR writer", n, proc, server))
     for peer in ("gepa", "mipro"):
         for n in (120, 200):
@@ -261,9 +269,12 @@ def main() -> None:
     a = ap.parse_args()
     rng, parts, report = random.Random(a.seed), a.only.split(","), {}
     if "kill" in parts:
-        k = report["kill"] = kill_test(a.data_dir, a.kills, rng)
-        print(f"kill -9 x{k['kills']} over {k['runs']} runs (uninterrupted: {k['reference_seconds']} s): same result "
-              f"{k['same_result']}, server calls {k['calls']} (uninterrupted {k['reference_calls']})")
+        report["kill"] = []
+        for what, make_args in KILL_RUNS.items():
+            k = kill_test(a.data_dir, a.kills, rng, make_args)
+            report["kill"].append({"run": what, **k})
+            print(f"{what}: kill -9 x{k['kills']} over {k['runs']} runs (uninterrupted: {k['reference_seconds']} s): "
+                  f"same result {k['same_result']}, server calls {k['calls']} (uninterrupted {k['reference_calls']})")
     if "faults" in parts:
         f = report["faults"] = fault_test(a.data_dir, rng)
         print(f"{f['rate']:.0%} faults {f['injected_faults']}: exit {f['exit_code']}, same result as clean "

@@ -224,38 +224,41 @@ def infill_command(
 def _event_printer(ui: Output):
     from rich.markup import escape
 
-    def show(e: dict) -> None:
-        kind = e["type"]
-        if kind == "run_start":
-            est = e["estimate"]
-            ui.print(("resuming: rounds done " + str(e["completed_rounds"]) + "\n" if e["resume"] else "")
+    from dlmpo.optimizer.events import CandidateScored, Decision, Eval, Event, RoundEnd, RunStart, Stop
+
+    def show(e: Event) -> None:
+        if isinstance(e, RunStart):
+            est = e.estimate
+            ui.print(("resuming: rounds done " + str(e.completed_rounds) + "\n" if e.resume else "")
                      + f"estimate (no cache hits, full batches): {est['calls']} target calls, "
                      f"~{est['prompt_tokens'] + est['completion_tokens']} tokens, ~${est['cost_usd']:.4f}")
-            if e.get("val_warning"):
-                ui.note(e["val_warning"])
-        elif kind == "eval" and e["which"] in ("seed", "best"):
-            ui.print(f"{e['which']} prompt on {e['split']}: {e['score']:.4f} (n={e['n']}, parse failures {e['parse_failures']})")
-        elif kind == "eval" and e["which"] == "traces":
-            ui.print(f"[bold]round {e['round']}[/bold]: incumbent on {e['n']} train examples {e['score']:.3f}")
-        elif kind == "candidate":
-            if e["rejected"]:
-                ui.print(f"  candidate {e['index']} \\[{e['strategy']}] rejected: {escape(e['rejected'])}")
+            if e.val_warning:
+                ui.note(e.val_warning)
+        elif isinstance(e, Eval) and e.which in ("seed", "best"):
+            ui.print(f"{e.which} prompt on {e.split}: {e.score:.4f} (n={e.n}, parse failures {e.parse_failures})")
+        elif isinstance(e, Eval) and e.which == "traces":
+            ui.print(f"[bold]round {e.round}[/bold]: incumbent on {e.n} train examples {e.score:.3f}")
+        elif isinstance(e, CandidateScored):
+            c = e.candidate
+            if c.rejected:
+                ui.print(f"  candidate {c.index} \\[{c.strategy}] rejected: {escape(c.rejected)}")
             else:
-                ui.print(f"  candidate {e['index']} \\[{e['strategy']}] minibatch {e['minibatch']:.3f} "
-                         f"(+{e['wins']}/-{e['losses']} vs incumbent), {e['nfe']} DLM forwards {e['dlm_seconds']:.1f}s")
-        elif kind == "decision":
-            verdict = "accepted" if e["accepted"] else "kept incumbent"
-            if e.get("dropped"):
-                ui.print(f"  challenger {e['index']} on the first {e['scored']} val examples {e['val']:.4f} "
-                         f"(+{e['wins']}/-{e['losses']}): not ahead, dropped; {verdict}")
+                drawn = f", drawn {c.draws}x" if c.draws > 1 else ""
+                ui.print(f"  candidate {c.index} \\[{c.strategy}] screening {c.minibatch:.3f} "
+                         f"(+{c.wins}/-{c.losses} vs incumbent), {c.nfe} DLM forwards {c.dlm_seconds:.1f}s{drawn}")
+        elif isinstance(e, Decision):
+            v, verdict = e.verdict, "accepted" if e.accepted else "kept incumbent"
+            if v.dropped:
+                ui.print(f"  challenger {e.index} on the first {v.scored} val examples {e.val:.4f} "
+                         f"(+{v.wins}/-{v.losses}): not ahead, dropped; {verdict}")
             else:
-                ui.print(f"  challenger {e['index']} on val {e['val']:.4f} vs {e['incumbent_val']:.4f} "
-                         f"(+{e['wins']}/-{e['losses']}, sign test p {e['p_value']:.3g} vs {e['level']:.3g}): {verdict}")
-        elif kind == "round_end":
-            sp = e["spend"]
-            ui.print(f"  best val {e['best_val']:.4f} | spent {sp['calls']} calls, {sp['total_tokens']} tokens, ${sp['cost_usd']:.4f}")
-        elif kind == "stop" and e["reason"] != "rounds":
-            ui.print(f"stopped early: {e['reason']}")
+                ui.print(f"  challenger {e.index} on val {e.val:.4f} vs {e.incumbent_val:.4f} "
+                         f"(+{v.wins}/-{v.losses}, sign test p {v.p_value:.3g} vs {v.level:.3g}): {verdict}")
+        elif isinstance(e, RoundEnd):
+            sp = e.spend
+            ui.print(f"  best val {e.best_val:.4f} | spent {sp['calls']} calls, {sp['total_tokens']} tokens, ${sp['cost_usd']:.4f}")
+        elif isinstance(e, Stop) and e.reason != "rounds":
+            ui.print(f"stopped early: {e.reason}")
 
     return show
 

@@ -96,8 +96,8 @@ def test_worse_candidate_is_never_accepted(tmp_path, data_dir):
     result = asyncio.run(opt.run())
     assert result.best_prompt == result.seed_prompt
     assert result.rounds[0].accepted is False
-    scored = [c for c in result.rounds[0].candidates if c["minibatch"] is not None]
-    assert scored and all(c["minibatch"] <= result.rounds[0].incumbent_minibatch for c in scored)
+    scored = [c for c in result.rounds[0].candidates if c.minibatch is not None]
+    assert scored and all(c.minibatch <= result.rounds[0].incumbent_minibatch for c in scored)
 
 
 def test_call_budget_stops_before_being_exceeded(tmp_path, data_dir):
@@ -134,7 +134,7 @@ def test_resume_after_kill_is_identical_and_pays_nothing_twice(tmp_path, data_di
     assert resumed["usage"]["this_process"]["cache_hits"] >= paid_before
     assert paid_before + paid_after_resume == reference.calls == resumed["calls"]
     final = OptimizeResult.load(out)
-    untimed = lambda rounds: [[{k: v for k, v in c.items() if k != "dlm_seconds"} for c in r.candidates]  # noqa: E731
+    untimed = lambda rounds: [[{k: v for k, v in c.to_json().items() if k != "dlm_seconds"} for c in r.candidates]  # noqa: E731
                               for r in rounds]
     assert untimed(final.rounds) == untimed(reference.rounds)
 
@@ -182,8 +182,8 @@ def test_ar_proposer_runs_the_same_loop(tmp_path, data_dir):
     (round1,) = result.rounds
     assert len(round1.candidates) == 2 and result.dlm == "ar:embedded"
     for c in round1.candidates:
-        assert "[MASK:" not in c["prompt"] and c["prompt"].startswith(result.seed_prompt)
-        assert "[MASK:24]" in c["masked"]
+        assert "[MASK:" not in c.prompt and c.prompt.startswith(result.seed_prompt)
+        assert "[MASK:24]" in c.masked
     # the writer shares the target's model and cache: its calls are in the spend once
     writer_calls = 2
     assert result.calls == result.usage["this_process"]["calls"]
@@ -316,3 +316,21 @@ def test_the_run_directory_of_a_command_does_not_depend_on_its_budget():
     base = OptimizeSettings(**SMALL)
     assert base.identity() == OptimizeSettings(**{**SMALL, "rounds": 9}, max_calls=50, max_cost=1.0, patience=2).identity()
     assert base.identity() != OptimizeSettings(**{**SMALL, "candidates": 3}).identity()
+
+
+def test_every_logged_event_reads_back_typed_and_writes_the_same_line(finished_run):
+    """events.jsonl round-trips through the typed events: what resume, report and CLI read is what was written."""
+    from dlmpo.optimizer.events import CandidateScored, Decision, RoundEnd, parse_event
+
+    lines = RunDir(finished_run[0]).events()
+    typed = [parse_event(line) for line in lines]
+    assert [e.to_json() for e in typed] == [{k: v for k, v in line.items() if k != "time"} for line in lines]
+    kinds = {type(e) for e in typed}
+    assert {CandidateScored, RoundEnd} <= kinds
+    round_end = next(e for e in typed if isinstance(e, RoundEnd))
+    assert all(c.prompt for c in round_end.record.candidates)
+    assert all(isinstance(e.verdict.p_value, float) for e in typed if isinstance(e, Decision))
+    with pytest.raises(ValueError, match="unknown event type"):
+        parse_event({"type": "nonsense"})
+    with pytest.raises(ValueError, match="without"):
+        parse_event({"type": "round_start"})

@@ -19,7 +19,9 @@ from dlmpo.lm import Usage
 from dlmpo.optimizer.feedback import JUDGE_INSTRUCTION, FeedbackSource, HumanFeedback, JudgeFeedback, MetricFeedback, NoFeedback
 from dlmpo.optimizer.guards import PromptGuard
 from dlmpo.optimizer.proposers import DLMProposer, Proposer
-from dlmpo.optimizer.result import OptimizeResult, RoundRecord
+from dlmpo.optimizer.events import (CandidateScored, Decision, Feedback, FeedbackFallback, RoundEnd, RoundStart,
+                                    RunStart, Stop)
+from dlmpo.optimizer.result import CandidateRecord, OptimizeResult, RoundRecord
 from dlmpo.optimizer.selection import futile, paired, power_note, val_parts
 from dlmpo.optimizer.selection import judge as sign_judge
 from dlmpo.optimizer.session import EventSink, ProgressSink, RunSession, StopRun
@@ -130,7 +132,7 @@ class Optimizer:
     async def run(self) -> OptimizeResult:
         s, session = self.s, self.session
         resuming = session.bind()
-        done_rounds = {e["round"]: e for e in self.run_dir.events() if e.get("type") == "round_end"}
+        done_rounds = {e.round: e for e in session.events() if isinstance(e, RoundEnd)}
         session.open_models(writer=s.proposer in ("ar", "textgrad"))
         # the proposer before the seed is scored: a prompt it cannot rewrite is an error before any call
         proposer: Proposer | None = None
@@ -151,8 +153,8 @@ class Optimizer:
         estimate["cost_usd"] = round(session.target.price.cost(Usage(estimate["prompt_tokens"],
                                                                      estimate["completion_tokens"])), 4)
         warning = power_note(len(session.val_pool), s.significance)
-        session.emit({"type": "run_start", "resume": resuming, "estimate": estimate,
-                      "completed_rounds": sorted(done_rounds), "val_warning": warning})
+        session.emit(RunStart(resume=resuming, estimate=estimate, completed_rounds=sorted(done_rounds),
+                              val_warning=warning))
         seed_val, seed_test = await session.score_seed()
         incumbent, best_val = self.seed_prompt, seed_val.score
         self._incumbent_val = [t.score for t in seed_val.traces]  # per val example, for the paired test
@@ -163,8 +165,8 @@ class Optimizer:
             for r in range(1, s.rounds + 1):
                 if r in done_rounds:  # resumed: this round's outcome is in the log
                     e = done_rounds[r]
-                    incumbent, best_val, no_improve = e["incumbent"], e["best_val"], e["no_improve"]
-                    records.append(RoundRecord(**e["record"]))
+                    incumbent, best_val, no_improve = e.incumbent, e.best_val, e.no_improve
+                    records.append(e.record)
                     self._incumbent_val = None  # re-read from the cache when next needed
                     continue
                 if s.patience is not None and no_improve >= s.patience:
@@ -178,26 +180,25 @@ class Optimizer:
                 no_improve = 0 if record.accepted else no_improve + 1
                 records.append(record)
                 self.run_dir.write_best(incumbent)
-                session.emit({"type": "round_end", "round": r, "record": record.__dict__, "incumbent": incumbent,
-                              "best_val": best_val, "no_improve": no_improve,
-                              "spend": session.budget.spend().to_json()})
+                session.emit(RoundEnd(round=r, record=record, incumbent=incumbent, best_val=best_val,
+                                      no_improve=no_improve, spend=session.budget.spend().to_json()))
         except StopRun as stop:
             stop_reason = str(stop)
         except BudgetExceeded as exc:  # a judge, writer or user-model call the budget refused
             stop_reason = f"budget ({exc})"
-        session.emit({"type": "stop", "reason": stop_reason})
+        session.emit(Stop(reason=stop_reason))
         return await session.finish(
             best_prompt=incumbent, best_val=best_val, seed_val=seed_val.score, seed_test=seed_test.score,
             optimizer=s.dlm if s.proposer == "dlm" else f"{s.proposer}:{s.optimizer_model}",
             stop_reason=stop_reason, rounds=records, warnings=([warning] if warning else []) + self._fallback_warnings())
 
     def _fallback_warnings(self) -> list[str]:
-        failed = [e for e in self.run_dir.events() if e.get("type") == "feedback_fallback"]
+        failed = [e for e in self.session.events() if isinstance(e, FeedbackFallback)]
         if not failed:
             return []
-        n, of = sum(e["failed"] for e in failed), sum(e["of"] for e in failed)
-        reasons = sorted({why for e in failed for why in e["reasons"]})
-        return [f"{failed[0]['source']} feedback failed on {n} of {of} traces in {len(failed)} round(s), which "
+        n, of = sum(e.failed for e in failed), sum(e.of for e in failed)
+        reasons = sorted({why for e in failed for why in e.reasons})
+        return [f"{failed[0].source} feedback failed on {n} of {of} traces in {len(failed)} round(s), which "
                 f"kept the metric's sentence ({'; '.join(reasons)[:200]})"]
 
     async def _challenge(self, prompt: str, r: int) -> list[float]:
@@ -217,54 +218,53 @@ class Optimizer:
         rng = random.Random(f"{s.seed}:{r}")
         minibatch = rng.sample(session.train_pool, min(s.batch_size, len(session.train_pool)))
         screen = screening_batch(session.train_pool, minibatch, s.screen_batch, rng)
-        session.emit({"type": "round_start", "round": r})
+        session.emit(RoundStart(round=r))
         traces = await session.evaluate(incumbent, minibatch, "train", "traces", round_index=r)
-        logged = [e for e in self.run_dir.events() if e.get("type") == "feedback" and e.get("round") == r]
+        logged = [e for e in session.events() if isinstance(e, Feedback) and e.round == r]
         if logged:  # a resumed round: notes typed or written before the interruption are reused
-            notes = logged[-1]["notes"]
+            notes = logged[-1].notes
         else:
             notes = await feedback.annotate(incumbent, traces.traces)
-            session.emit({"type": "feedback", "round": r, "source": feedback.name, "notes": notes})
+            session.emit(Feedback(round=r, source=feedback.name, notes=notes))
             if feedback.failures:  # those traces keep the metric's sentence; the run goes on
-                session.emit({"type": "feedback_fallback", "round": r, "source": feedback.name,
-                              "failed": len(feedback.failures), "of": len(notes), "reasons": sorted(set(feedback.failures))})
+                session.emit(FeedbackFallback(round=r, source=feedback.name, failed=len(feedback.failures),
+                                              of=len(notes), reasons=sorted(set(feedback.failures))))
         context = select_context(traces.traces, notes, s.context_traces)
         session.on_progress(f"round {r}: {proposer.name} writing {s.candidates} candidates", 0, None)
         proposals = await proposer.propose(incumbent, context, s.candidates, r)
         inc_mb = await session.evaluate(incumbent, screen, "train", "incumbent", round_index=r)
         sources = [t.user for t in traces.traces]
-        candidates: list[dict] = []
+        candidates: list[CandidateRecord] = []
         for i, p in enumerate(proposals):
-            row = {"index": i, "strategy": p.strategy, "prompt": p.prompt, "masked": p.masked, "nfe": p.nfe, "draws": p.draws,
-                   "dlm_seconds": round(p.seconds, 3), "rejected": None, "minibatch": None,
-                   "wins": 0, "losses": 0, "val": None, "significance": None}
-            row["rejected"] = p.failure or self.guard.reject_reason(p.prompt, incumbent, sources)
-            if row["rejected"] is None and any(c["prompt"] == p.prompt for c in candidates):
-                row["rejected"] = "duplicate of another candidate"
-            if row["rejected"] is None:
+            c = CandidateRecord(index=i, strategy=p.strategy, prompt=p.prompt, masked=p.masked, nfe=p.nfe, draws=p.draws,
+                                dlm_seconds=round(p.seconds, 3))
+            c.rejected = p.failure or self.guard.reject_reason(p.prompt, incumbent, sources)
+            if c.rejected is None and any(other.prompt == p.prompt for other in candidates):
+                c.rejected = "duplicate of another candidate"
+            if c.rejected is None:
                 res = await session.evaluate(p.prompt, screen, "train", "candidate", round_index=r, log=False)
-                row["minibatch"] = round(res.score, 4)
-                row["wins"], row["losses"] = paired([t.score for t in res.traces], [t.score for t in inc_mb.traces])
-            candidates.append(row)
-            session.emit({"type": "candidate", "round": r, **row})
-        live = [c for c in candidates if c["rejected"] is None]
+                c.minibatch = round(res.score, 4)
+                c.wins, c.losses = paired([t.score for t in res.traces], [t.score for t in inc_mb.traces])
+            candidates.append(c)
+            session.emit(CandidateScored(round=r, candidate=c))
+        live = [c for c in candidates if c.rejected is None]
         accepted = False
         if live:
-            best = max(live, key=lambda c: (c["wins"] - c["losses"], c["minibatch"], -c["index"]))
-            if best["wins"] - best["losses"] >= s.min_gain:
+            best = max(live, key=lambda c: (c.wins - c.losses, c.minibatch, -c.index))
+            if best.wins - best.losses >= s.min_gain:
                 if self._incumbent_val is None:  # resumed after the incumbent was chosen: its calls are cached
                     again = await session.evaluate(incumbent, session.val_pool, "val", "incumbent", charge=False,
                                                    log=False)
                     self._incumbent_val = [t.score for t in again.traces]
-                scores = await self._challenge(best["prompt"], r)
+                scores = await self._challenge(best.prompt, r)
                 verdict = sign_judge(scores, self._incumbent_val, s.significance)
                 val = sum(scores) / len(scores)
-                best["val"], best["significance"] = round(val, 4), verdict.to_json()
+                best.val, best.significance = round(val, 4), verdict
                 accepted = verdict.significant and val > best_val
-                session.emit({"type": "decision", "round": r, "index": best["index"], "val": best["val"],
-                              "incumbent_val": round(best_val, 4), "accepted": accepted, **verdict.to_json()})
+                session.emit(Decision(round=r, index=best.index, val=best.val, incumbent_val=round(best_val, 4),
+                                      accepted=accepted, verdict=verdict))
                 if accepted:
-                    incumbent, best_val, self._incumbent_val = best["prompt"], val, scores
+                    incumbent, best_val, self._incumbent_val = best.prompt, val, scores
         record = RoundRecord(round=r, incumbent_minibatch=round(inc_mb.score, 4), candidates=candidates,
                              accepted=accepted, best_val=round(best_val, 4),
                              seconds=round(time.perf_counter() - t0, 2))

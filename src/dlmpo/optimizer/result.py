@@ -3,20 +3,57 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from dlmpo.errors import UserError
+from dlmpo.optimizer.selection import Verdict
+
+
+@dataclass
+class CandidateRecord:
+    """One candidate of a round: how it was written, why it was rejected, how it scored."""
+    index: int
+    strategy: str
+    prompt: str
+    masked: str
+    nfe: int = 0
+    draws: int = 1  # samples the proposer took to get a text unlike the others
+    dlm_seconds: float = 0.0
+    rejected: str | None = None
+    minibatch: float | None = None  # score on the screening batch
+    wins: int = 0  # paired with the incumbent on the screening batch
+    losses: int = 0
+    val: float | None = None  # scored on val only as the round's challenger
+    significance: Verdict | None = None  # the challenger's sign test
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "significance": self.significance and self.significance.to_json()}
+
+    @classmethod
+    def from_json(cls, data: dict) -> CandidateRecord:
+        names = {f.name for f in fields(cls)}
+        own = {k: v for k, v in data.items() if k in names}
+        if own.get("significance"):
+            own["significance"] = Verdict(**own["significance"])
+        return cls(**own)
 
 
 @dataclass
 class RoundRecord:
     round: int
     incumbent_minibatch: float
-    candidates: list[dict]  # {prompt, strategy, minibatch, wins, losses, rejected, val}
+    candidates: list[CandidateRecord]
     accepted: bool
     best_val: float
     seconds: float
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "candidates": [c.to_json() for c in self.candidates]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> RoundRecord:
+        return cls(**{**data, "candidates": [CandidateRecord.from_json(c) for c in data["candidates"]]})
 
 
 @dataclass
@@ -38,7 +75,7 @@ class OptimizeResult:
     warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "rounds": [r.to_json() for r in self.rounds]}
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_json(), indent=2, ensure_ascii=False))
@@ -46,7 +83,7 @@ class OptimizeResult:
     @classmethod
     def from_json(cls, data: dict) -> OptimizeResult:
         data = dict(data)
-        data["rounds"] = [RoundRecord(**r) for r in data["rounds"]]
+        data["rounds"] = [RoundRecord.from_json(r) for r in data["rounds"]]
         return cls(**data)
 
     @classmethod

@@ -16,13 +16,14 @@ from dlmpo.evaluate import answer_cap, budget_requests, evaluate
 from dlmpo.lm import ChatModel, open_target
 from dlmpo.lm.budget import Budget
 from dlmpo.lm.pricing import PriceTable
+from dlmpo.optimizer.events import Eval, Event, RunEnd, parse_event
 from dlmpo.optimizer.result import OptimizeResult, RoundRecord
 from dlmpo.optimizer.settings import OptimizeSettings
 from dlmpo.runs.rundir import RunDir
 from dlmpo.tasks import EvalResult, Example, Task, is_episodic
 from dlmpo.tasks.base import stable_fraction
 
-EventSink = Callable[[dict], None]
+EventSink = Callable[[Event], None]
 ProgressSink = Callable[[str, int, "int | None"], None]  # what is running, done, total (None: unknown)
 
 
@@ -117,9 +118,17 @@ class RunSession:
 
     # ---------------------------------------------------------------- during the run
 
-    def emit(self, event: dict) -> None:
-        self.run_dir.append(event)
+    def emit(self, event: Event) -> None:
+        self.run_dir.append(event.to_json())
         self.on_event(event)
+
+    def events(self) -> list[Event]:
+        """The run's log so far, typed; a line that is not an event (another version's) is an error."""
+        try:
+            return [parse_event(e) for e in self.run_dir.events()]
+        except (ValueError, TypeError) as exc:
+            raise UserError(f"{self.run_dir.events_file} holds a line this version cannot read ({exc}): "
+                            "use a new --out directory.") from None
 
     async def evaluate(self, prompt: str, examples: list[Example], split: str, which: str, *,
                        round_index: int | None = None, charge: bool = True, log: bool = True) -> EvalResult:
@@ -148,9 +157,8 @@ class RunSession:
         except BudgetExceeded as exc:
             raise StopRun(f"budget ({exc})") from None
         if log:
-            self.emit({"type": "eval", "which": which, "split": split, "round": round_index, "n": result.n,
-                       "score": round(result.score, 4), "metrics": result.metrics,
-                       "parse_failures": result.parse_failures, "failures": result.failures})
+            self.emit(Eval(which=which, split=split, round=round_index, n=result.n, score=round(result.score, 4),
+                           metrics=result.metrics, parse_failures=result.parse_failures, failures=result.failures))
         return result
 
     async def score_seed(self) -> tuple[EvalResult, EvalResult]:
@@ -201,7 +209,7 @@ class RunSession:
             rounds=rounds or [], stop_reason=stop_reason, calls=spend.calls, usage=usage,
             seconds=time.perf_counter() - self.start, settings=self.s.model_dump(), warnings=warnings or [])
         result.save(self.run_dir.result_file)
-        self.emit({"type": "run_end", **result.summary()})
+        self.emit(RunEnd(details=result.summary()))
         await self.close()
         return result
 

@@ -8,6 +8,7 @@ import asyncio
 from pathlib import Path
 
 from dlmpo.errors import UserError
+from dlmpo.optimizer.events import Event, RunStart
 from dlmpo.optimizer.result import OptimizeResult
 from dlmpo.optimizer.session import RunSession
 from dlmpo.optimizer.settings import OptimizeSettings
@@ -23,13 +24,12 @@ class PeerRun:
         session.open_models(writer=True)
         session.reserve_test(len(session.seed_prompt))  # peers keep prompts about the seed's length
 
-    def emit(self, event: dict) -> None:
+    def emit(self, event: Event) -> None:
         self.session.emit(event)
 
     async def score_seed(self) -> tuple[float, float]:
         """Seed prompt on val and test; the budget must cover both."""
-        self.emit({"type": "run_start", "resume": False, "estimate": self.session.estimate(), "completed_rounds": [],
-                   "optimizer": self.name})
+        self.emit(RunStart(resume=False, estimate=self.session.estimate(), completed_rounds=[], optimizer=self.name))
         val, test = await self.session.score_seed()
         return val.score, test.score
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from dlmpo.errors import UserError
 from dlmpo.evaluate import evaluate
+from dlmpo.optimizer.events import Stop
 from dlmpo.optimizer.result import OptimizeResult
 from dlmpo.optimizer.settings import OptimizeSettings
 from dlmpo.peers.common import PeerRun
@@ -94,6 +95,6 @@ async def run_gepa(settings: OptimizeSettings, out: str | Path, on_event=None) -
                              display_progress_bar=False, logger=_LogFile(opt.run_dir.path / "gepa.log"))
 
     result = await peer.run_in_thread(optimize, "gepa.log")
-    peer.emit({"type": "stop", "reason": "gepa", "candidates": result.num_candidates})
+    peer.emit(Stop(reason="gepa", details={"candidates": result.num_candidates}))
     return await peer.finish(result.best_candidate[COMPONENT], result.val_aggregate_scores[result.best_idx],
                              seed_val, seed_test)

@@ -28,6 +28,7 @@ from pathlib import Path
 from dlmpo.errors import BudgetExceeded, UserError
 from dlmpo.evaluate import build_request
 from dlmpo.lm import ChatModel, ChatRequest
+from dlmpo.optimizer.events import Plan, Stop
 from dlmpo.optimizer.result import OptimizeResult
 from dlmpo.optimizer.settings import OptimizeSettings
 from dlmpo.peers.common import PeerRun
@@ -195,8 +196,8 @@ async def run_mipro(settings: OptimizeSettings, out: str | Path, on_event=None) 
     mipro = MIPROv2(metric=metric, prompt_model=writer_lm, task_model=target_lm, auto=None, num_candidates=candidates,
                     max_bootstrapped_demos=0, max_labeled_demos=0, num_threads=s.concurrency or 8, seed=s.seed,
                     init_temperature=s.temperature, verbose=False, track_stats=True)
-    peer.emit({"type": "plan", "optimizer": "mipro", "trials": trials, "candidates": candidates,
-               "minibatch": minibatch if len(opt.val_pool) > minibatch else None})
+    peer.emit(Plan(optimizer="mipro", details={"trials": trials, "candidates": candidates,
+                                               "minibatch": minibatch if len(opt.val_pool) > minibatch else None}))
 
     def optimize():  # MIPROv2's own progress bars and prints go to mipro.log in the run directory
         logging.getLogger("dspy").setLevel(logging.ERROR)
@@ -211,7 +212,7 @@ async def run_mipro(settings: OptimizeSettings, out: str | Path, on_event=None) 
     best_prompt = best.predictors()[0].signature.instructions
     searched = [{"prompt": c["program"].predictors()[0].signature.instructions, "val": round(c["score"] / 100, 4)}
                 for c in getattr(best, "candidate_programs", [])]  # DSPy scores in percent
-    peer.emit({"type": "stop", "reason": "mipro", "trials": trials, "refused_calls": guard.refused,
-               "failed_calls": guard.failed, "full_val_evaluations": searched})
+    peer.emit(Stop(reason="mipro", details={"trials": trials, "refused_calls": guard.refused,
+                                            "failed_calls": guard.failed, "full_val_evaluations": searched}))
     best_val = await opt.evaluate(best_prompt, opt.val_pool, "val", "best", charge=False)
     return await peer.finish(best_prompt, best_val.score, seed_val, seed_test)

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from dlmpo.errors import UserError
-from dlmpo.optimizer.result import OptimizeResult
+from dlmpo.optimizer.result import CandidateRecord, OptimizeResult
 from dlmpo.report.diff import diff_html, diff_markdown
 from dlmpo.report.plots import plot_rounds
 
@@ -17,18 +17,18 @@ SHOWN_SETTINGS = ("task", "target", "dlm", "rounds", "candidates", "strategy", "
                   "min_gain", "significance", "max_calls", "max_cost", "seed")
 
 
-def _val_cell(c: dict) -> str:
+def _val_cell(c: CandidateRecord) -> str:
     """Val score and the sign test that decided it, e.g. `0.7031 (p 0.004 ≤ 0.05)`; a challenger
     dropped early shows on how many val examples, e.g. `0.42 on 50 (dropped: not ahead)`."""
-    if c["val"] is None:
+    if c.val is None:
         return ""
-    sig = c.get("significance")
-    if not sig:
-        return f"{c['val']:.4f}"
-    if sig.get("dropped"):
-        return f"{c['val']:.4f} on {sig['scored']} (dropped: not ahead, +{sig['wins']}/−{sig['losses']})"
-    return (f"{c['val']:.4f} (+{sig['wins']}/−{sig['losses']}, p {sig['p_value']:.3g} "
-            f"{'≤' if sig['significant'] else '>'} {sig['level']:.3g})")
+    sig = c.significance
+    if sig is None:
+        return f"{c.val:.4f}"
+    if sig.dropped:
+        return f"{c.val:.4f} on {sig.scored} (dropped: not ahead, +{sig.wins}/−{sig.losses})"
+    return (f"{c.val:.4f} (+{sig.wins}/−{sig.losses}, p {sig.p_value:.3g} "
+            f"{'≤' if sig.significant else '>'} {sig.level:.3g})")
 
 
 def _cell(text: str | None, limit: int = 160) -> str:
@@ -81,11 +81,11 @@ def render_markdown(result: OptimizeResult, plot_name: str) -> str:
                   f"(incumbent on minibatch {r.incumbent_minibatch:.3f}, best val {r.best_val:.4f}, {r.seconds:.1f}s)",
                   "", "| # | strategy | minibatch | wins/losses | full val | status | prompt |", "|---|---|---|---|---|---|---|"]
         for c in r.candidates:
-            status = f"rejected: {c['rejected']}" if c["rejected"] else "scored"
-            mb = "" if c["minibatch"] is None else f"{c['minibatch']:.3f}"
+            status = f"rejected: {c.rejected}" if c.rejected else "scored"
+            mb = "" if c.minibatch is None else f"{c.minibatch:.3f}"
             val = _val_cell(c)
-            lines.append(f"| {c['index']} | {c['strategy']} | {mb} | {c['wins']}/{c['losses']} | {val} | "
-                         f"{_cell(status, 60)} | {_cell(c['prompt'])} |")
+            lines.append(f"| {c.index} | {c.strategy} | {mb} | {c.wins}/{c.losses} | {val} | "
+                         f"{_cell(status, 60)} | {_cell(c.prompt)} |")
         lines.append("")
     lines += [
         "## Cost",
@@ -111,13 +111,13 @@ def render_html(result: OptimizeResult, plot: Path) -> str:
     rows = []
     for r in result.rounds:
         for c in r.candidates:
-            status = f"rejected: {c['rejected']}" if c["rejected"] else "scored"
-            mb = "" if c["minibatch"] is None else f"{c['minibatch']:.3f}"
+            status = f"rejected: {c.rejected}" if c.rejected else "scored"
+            mb = "" if c.minibatch is None else f"{c.minibatch:.3f}"
             val = esc(_val_cell(c))
             rows.append(
-                f"<tr><td>{r.round}</td><td>{c['index']}</td><td>{esc(c['strategy'])}</td><td>{mb}</td>"
-                f"<td>{c['wins']}/{c['losses']}</td><td>{val}</td>"
-                f"<td>{esc(status)}</td><td class=p>{esc(c['prompt'])}</td></tr>")
+                f"<tr><td>{r.round}</td><td>{c.index}</td><td>{esc(c.strategy)}</td><td>{mb}</td>"
+                f"<td>{c.wins}/{c.losses}</td><td>{val}</td>"
+                f"<td>{esc(status)}</td><td class=p>{esc(c.prompt)}</td></tr>")
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>dlmpo run: {esc(result.task)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;vertical-align:top;font-size:13px}}
