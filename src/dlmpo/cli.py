@@ -305,7 +305,7 @@ def optimize_command(
     val_size: Optional[int] = typer.Option(None, help="Validation pool for selection [default: 150]."),
     test_size: Optional[int] = typer.Option(None, help="Held-out test examples (seed and best) [default: 500, or the whole split]."),
     batch_size: Optional[int] = typer.Option(None, help="Train examples run per round [default: 8]."),
-    screen_batch: Optional[int] = typer.Option(None, help="Train examples on which candidates are screened [default: 16]."),
+    screen_batch: Optional[int] = typer.Option(None, help="Examples on which candidates are screened: val-split rows outside the val pool, else train rows [default: 16]."),
     patience: Optional[int] = typer.Option(None, help="Stop after this many rounds without improvement."),
     max_calls: Optional[int] = typer.Option(None, help="Target-call budget (never exceeded)."),
     max_cost: Optional[float] = typer.Option(None, help="Dollar budget (never exceeded)."),

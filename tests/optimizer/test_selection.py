@@ -36,16 +36,18 @@ def test_futility_and_val_parts():
     assert val_parts(150) == [50, 100, 150] and val_parts(40) == [20, 40] and val_parts(10) == [10]
 
 
-def test_screening_avoids_the_traces_the_dlm_saw():
+def test_screening_uses_spare_val_rows_else_avoids_the_traces_the_dlm_saw():
     import random
 
     from dlmpo.tasks import Example
 
     pool = [Example(str(i), {"text": f"q{i}"}, "a") for i in range(12)]
+    spare = [Example(f"v{i}", {"text": f"v{i}"}, "a") for i in range(9)]
     traces = pool[:4]
-    screen = screening_batch(pool, traces, 8, random.Random(0))
+    assert {ex.id for ex in screening_batch(spare, pool, traces, 8, random.Random(0))} <= {ex.id for ex in spare}
+    screen = screening_batch(spare[:7], pool, traces, 8, random.Random(0))
     assert len(screen) == 8 and not {ex.id for ex in screen} & {"0", "1", "2", "3"}
-    topped_up = screening_batch(pool, traces, 10, random.Random(0))
+    topped_up = screening_batch([], pool, traces, 10, random.Random(0))
     assert len({ex.id for ex in topped_up}) == 10 and len({ex.id for ex in topped_up} & {"0", "1", "2", "3"}) == 2
 
 

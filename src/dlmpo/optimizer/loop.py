@@ -2,7 +2,8 @@
 
 Round r: run the target with the incumbent on a train minibatch (traces) -> attach feedback ->
 choose traces (failures first) -> propose K prompts by masking + DLM infilling -> guards ->
-screen candidates and incumbent on the same other train examples -> the best candidate, if it
+screen candidates and incumbent on the same val-split examples outside the val pool (train
+examples when there are too few) -> the best candidate, if it
 wins at least `min_gain` more paired examples than it loses, is scored on the val pool and becomes
 the incumbent only if its paired advantage there passes a sign test (`optimizer.selection`).
 Seed and best are scored on test."""
@@ -40,9 +41,15 @@ def select_context(traces: list[Trace], notes: list[str | None], k: int) -> list
     return [ContextItem(t.user, t.output or "(no answer)", t.score, n) for t, n in chosen]
 
 
-def screening_batch(train_pool: list[Example], shown: list[Example], n: int, rng: random.Random) -> list[Example]:
-    """`n` train examples to screen candidates on, other than the ones `shown` to the DLM as
-    traces when there are enough; topped up from those otherwise."""
+def screening_batch(spare_val: list[Example], train_pool: list[Example], shown: list[Example], n: int,
+                    rng: random.Random) -> list[Example]:
+    """`n` examples to screen candidates on. From the val split outside the val pool when it holds
+    that many: the distribution the val pool is drawn from (train rows may differ: SST-2's are
+    phrases, its val rows whole reviews), yet none of the val pool's examples, so the sign test on
+    the val pool stays honest. Otherwise train examples other than the ones `shown` to the DLM as
+    traces, topped up from those."""
+    if len(spare_val) >= n:
+        return rng.sample(spare_val, n)
     shown_ids = {ex.id for ex in shown}
     fresh = [ex for ex in train_pool if ex.id not in shown_ids]
     if len(fresh) >= n:
@@ -217,7 +224,7 @@ class Optimizer:
         t0 = time.perf_counter()
         rng = random.Random(f"{s.seed}:{r}")
         minibatch = rng.sample(session.train_pool, min(s.batch_size, len(session.train_pool)))
-        screen = screening_batch(session.train_pool, minibatch, s.screen_batch, rng)
+        screen = screening_batch(session.spare_val, session.train_pool, minibatch, s.screen_batch, rng)
         session.emit(RoundStart(round=r))
         traces = await session.evaluate(incumbent, minibatch, "train", "traces", round_index=r)
         logged = [e for e in session.events() if isinstance(e, Feedback) and e.round == r]

@@ -34,7 +34,8 @@ class OptimizeSettings(BaseModel):
     val_size: int = Field(150, ge=1, description="val pool on which a challenger must beat the incumbent")
     test_size: int = Field(500, ge=1, description="held-out test examples, scored twice (seed and best); the split when smaller")
     batch_size: int = Field(8, ge=1, description="train examples run per round to make traces")
-    screen_batch: int = Field(16, ge=1, description="train examples (not this round's traces) on which candidates are screened")
+    screen_batch: int = Field(16, ge=1, description="examples on which candidates are screened: from the val split outside the val pool, "
+                                "or train examples (not this round's traces) when it has too few")
     context_traces: int = Field(6, ge=1, description="traces shown to the DLM per candidate")
     max_answer_tokens: int | None = Field(None, ge=1, description="target answer cap [default: the task's, 16 for classification]")
     user_model: str = Field("scripted", description="τ-bench user simulator: a chat-model specifier, or scripted")
