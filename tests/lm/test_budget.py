@@ -96,3 +96,11 @@ def test_the_reserve_is_kept_until_spent(tmp_path):
 
         asyncio.run(go())
         assert len(server.requests) == 3
+
+
+def test_one_token_guess_counts_tool_schemas():
+    plain = ChatRequest(messages=[{"role": "system", "content": "x" * 300}, {"role": "user", "content": None}])
+    tools = [{"type": "function", "function": {"name": "book", "parameters": {"type": "object", "properties": {}}}}]
+    with_tools = ChatRequest(messages=plain.messages, tools=tools)
+    assert plain.prompt_tokens_bound() == 300 // 3 + 8
+    assert with_tools.prompt_tokens_bound() > plain.prompt_tokens_bound()

@@ -78,7 +78,7 @@ class Budget:
 
     @staticmethod
     def _upper_bound(model: ChatModel, requests: list[ChatRequest]) -> Spend:
-        prompt = sum(sum(len(str(m.get("content", ""))) for m in r.messages) // 3 + 8 for r in requests)
+        prompt = sum(r.prompt_tokens_bound() for r in requests)
         completion = sum(r.max_tokens for r in requests)
         return Spend(len(requests), prompt, completion, model.price.cost(Usage(prompt, completion)))
 

@@ -98,7 +98,7 @@ class ChatModel:
                 self.accounting.cache_hits += 1
                 return hit
         self.accounting.calls += 1
-        estimate = sum(len(str(m.get("content", ""))) for m in request.messages) // 4 + request.max_tokens
+        estimate = request.prompt_tokens_bound() + request.max_tokens
         last_error = "unknown error"
         async with self._sem():
             for attempt in range(self.retry.max_retries + 1):

@@ -18,6 +18,15 @@ class ChatRequest:
     stop: list[str] | None = None
     sample_index: int = 0  # distinct repeated samples get distinct cache entries
 
+    def prompt_tokens_bound(self) -> int:
+        """The prompt's tokens, guessed high without a tokenizer (the one guess for budgets, rate
+        limits and estimates): a token per 3 characters of the messages and tool schemas (English
+        averages about 4), plus 8 for the chat template."""
+        chars = sum(len(str(m.get("content") or "")) for m in self.messages)
+        if self.tools:
+            chars += len(json.dumps(self.tools))
+        return chars // 3 + 8
+
     def cache_key(self, model_id: str) -> str:
         payload = {"model": model_id, **asdict(self)}
         blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))

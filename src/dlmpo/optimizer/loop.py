@@ -239,7 +239,7 @@ class Optimizer:
         context = select_context(traces.traces, notes, s.context_traces)
         session.on_progress(f"round {r}: {proposer.name} writing {s.candidates} candidates", 0, None)
         proposals = await proposer.propose(incumbent, context, s.candidates, r)
-        inc_mb = await session.evaluate(incumbent, screen, "train", "incumbent", round_index=r)
+        inc_mb = await session.evaluate(incumbent, screen, "screen", "incumbent", round_index=r)
         sources = [t.user for t in traces.traces]
         candidates: list[CandidateRecord] = []
         for i, p in enumerate(proposals):
@@ -249,7 +249,7 @@ class Optimizer:
             if c.rejected is None and any(other.prompt == p.prompt for other in candidates):
                 c.rejected = "duplicate of another candidate"
             if c.rejected is None:
-                res = await session.evaluate(p.prompt, screen, "train", "candidate", round_index=r, log=False)
+                res = await session.evaluate(p.prompt, screen, "screen", "candidate", round_index=r, log=False)
                 c.minibatch = round(res.score, 4)
                 c.wins, c.losses = paired([t.score for t in res.traces], [t.score for t in inc_mb.traces])
             candidates.append(c)

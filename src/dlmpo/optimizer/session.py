@@ -75,7 +75,7 @@ class RunSession:
         if s.proposer == "textgrad":
             calls += s.rounds * (s.candidates + 1)
         sample = [r for rs in per_example for r in rs]
-        avg_prompt = sum(sum(len(m["content"]) for m in r.messages) for r in sample) / (3 * len(sample)) + 80
+        avg_prompt = sum(r.prompt_tokens_bound() for r in sample) / len(sample)
         return {"calls": calls, "prompt_tokens": int(calls * avg_prompt),
                 "completion_tokens": calls * self.answer_tokens}
 
