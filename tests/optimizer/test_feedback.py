@@ -4,7 +4,7 @@ import pytest
 
 from dlmpo.errors import UserError
 from dlmpo.lm import RetryPolicy, open_target
-from dlmpo.optimizer.feedback import HumanFeedback, JudgeFeedback, MetricFeedback, NoFeedback
+from dlmpo.optimizer.feedback import HumanFeedback, JudgeFeedback, MetricFeedback, NoFeedback, Notes
 from dlmpo.tasks import Trace
 from tests.support.fake_openai_server import FakeOpenAIServer
 
@@ -15,8 +15,8 @@ TRACES = [Trace("val:1", "Review: a dull film\nIs this review positive or negati
 
 
 def test_metric_and_none():
-    assert asyncio.run(MetricFeedback().annotate("p", TRACES)) == [t.feedback for t in TRACES]
-    assert asyncio.run(NoFeedback().annotate("p", TRACES)) == [None, None]
+    assert asyncio.run(MetricFeedback().annotate("p", TRACES)).notes == [t.feedback for t in TRACES]
+    assert asyncio.run(NoFeedback().annotate("p", TRACES)).notes == [None, None]
 
 
 def test_judge_writes_one_critique_per_trace(tmp_path):
@@ -27,8 +27,8 @@ def test_judge_writes_one_critique_per_trace(tmp_path):
     with FakeOpenAIServer(answer=critique) as server:
         judge = open_target(f"{server.base_url}#judge-model", cache_path=tmp_path / "c.sqlite",
                             retry=RetryPolicy(max_retries=1, base_delay=0.01))
-        notes = asyncio.run(JudgeFeedback(judge).annotate("Classify reviews.", TRACES))
-        assert notes == ["Sarcasm was missed.", "Fine."]
+        annotated = asyncio.run(JudgeFeedback(judge).annotate("Classify reviews.", TRACES))
+        assert annotated.notes == ["Sarcasm was missed.", "Fine."] and annotated.failures == []
         assert "System prompt:\nClassify reviews." in server.requests[0]["messages"][-1]["content"]
         assert judge.accounting.calls == 2
 
@@ -38,15 +38,16 @@ def test_judge_failure_falls_back_to_metric(tmp_path):
         server.faults = ["500"] * 10
         judge = open_target(f"{server.base_url}#judge-model", cache_path=tmp_path / "c.sqlite",
                             retry=RetryPolicy(max_retries=1, base_delay=0.01))
-        assert asyncio.run(JudgeFeedback(judge).annotate("p", TRACES[:1])) == [TRACES[0].feedback]
+        annotated = asyncio.run(JudgeFeedback(judge).annotate("p", TRACES[:1]))
+        assert annotated.notes == [TRACES[0].feedback] and annotated.failures[0].startswith("judge call failed")
 
 
 def test_human_notes_files(tmp_path):
     (tmp_path / "notes.txt").write_text("Watch for sarcasm.")
-    notes = asyncio.run(HumanFeedback(str(tmp_path / "notes.txt")).annotate("p", TRACES))
+    notes = asyncio.run(HumanFeedback(str(tmp_path / "notes.txt")).annotate("p", TRACES)).notes
     assert notes[0].endswith("Note: Watch for sarcasm.")
     (tmp_path / "notes.jsonl").write_text('{"example_id": "val:2", "note": "good"}\n')
-    notes = asyncio.run(HumanFeedback(str(tmp_path / "notes.jsonl")).annotate("p", TRACES))
+    notes = asyncio.run(HumanFeedback(str(tmp_path / "notes.jsonl")).annotate("p", TRACES)).notes
     assert notes == [TRACES[0].feedback, f"{TRACES[1].feedback} Note: good"]
     with pytest.raises(UserError, match="does not exist"):
         HumanFeedback(str(tmp_path / "missing.txt"))
@@ -65,7 +66,7 @@ def test_feedback_notes_are_logged_and_reused_on_resume(tmp_path, data_dir):
 
         async def annotate(self, prompt, traces):
             CountingFeedback.calls += 1
-            return [f"typed note {i}" for i in range(len(traces))]
+            return Notes([f"typed note {i}" for i in range(len(traces))])
 
     settings = OptimizeSettings(task="sst2", target="embedded", dlm="tiny-random:dream", rounds=1, candidates=1,
                                 train_size=4, val_size=4, test_size=4, batch_size=2, screen_batch=4, steps=4,

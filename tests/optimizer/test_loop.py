@@ -275,9 +275,9 @@ def test_failed_judge_calls_keep_the_metric_sentence_and_are_counted():
     traces = [Trace(str(i), "dull film", "positive", "positive", "negative", 0.0, f"Expected negative ({i}).")
               for i in range(3)]
     judge = JudgeFeedback(Judge())
-    notes = asyncio.run(judge.annotate("Classify.", traces))
-    assert notes == ["Say negative for sarcasm.", "Expected negative (1).", "Expected negative (2)."]
-    assert sorted(judge.failures) == ["judge call failed: HTTP 429", "judge wrote nothing"]
+    annotated = asyncio.run(judge.annotate("Classify.", traces))
+    assert annotated.notes == ["Say negative for sarcasm.", "Expected negative (1).", "Expected negative (2)."]
+    assert sorted(annotated.failures) == ["judge call failed: HTTP 429", "judge wrote nothing"]
 
 
 def test_seed_prompt_too_long_for_the_dlm_fails_before_any_call(tmp_path, data_dir):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -24,27 +25,30 @@ JUDGE_INSTRUCTION = (
 )
 
 
+@dataclass
+class Notes:
+    notes: list[str | None]  # one per trace
+    failures: list[str] = field(default_factory=list)  # why some notes fell back to the metric's sentence
+
+
 class FeedbackSource(Protocol):
     name: str
-    failures: list[str]  # why notes of the last annotate() fell back to the metric's sentence
 
-    async def annotate(self, prompt: str, traces: list[Trace]) -> list[str | None]: ...
+    async def annotate(self, prompt: str, traces: list[Trace]) -> Notes: ...
 
 
 class MetricFeedback:
     name = "metric"
-    failures: list[str] = []
 
     async def annotate(self, prompt, traces):
-        return [t.feedback for t in traces]
+        return Notes([t.feedback for t in traces])
 
 
 class NoFeedback:
     name = "none"
-    failures: list[str] = []
 
     async def annotate(self, prompt, traces):
-        return [None for _ in traces]
+        return Notes([None for _ in traces])
 
 
 class JudgeFeedback:
@@ -53,10 +57,9 @@ class JudgeFeedback:
     def __init__(self, judge: ChatModel, instruction: str = JUDGE_INSTRUCTION):
         self.judge = judge
         self.instruction = instruction
-        self.failures: list[str] = []
 
     async def annotate(self, prompt, traces):
-        self.failures = []
+        failures: list[str] = []
 
         async def one(t: Trace) -> str | None:
             content = (f"System prompt:\n{prompt}\n\nUser message:\n{t.user}\n\nAssistant answer:\n{t.output}\n\n"
@@ -65,11 +68,11 @@ class JudgeFeedback:
                 messages=[{"role": "system", "content": self.instruction}, {"role": "user", "content": content}],
                 max_tokens=80))
             if resp.error is not None or not resp.text.strip():
-                self.failures.append(f"judge call failed: {resp.error}" if resp.error else "judge wrote nothing")
+                failures.append(f"judge call failed: {resp.error}" if resp.error else "judge wrote nothing")
                 return t.feedback
             return resp.text.strip()
 
-        return list(await asyncio.gather(*(one(t) for t in traces)))
+        return Notes(list(await asyncio.gather(*(one(t) for t in traces))), failures)
 
 
 class HumanFeedback:
@@ -77,7 +80,6 @@ class HumanFeedback:
     without a file, typed at the terminal for each shown trace (empty line = keep the metric's)."""
 
     name = "human"
-    failures: list[str] = []
 
     def __init__(self, notes_file: str | None):
         self.general: str | None = None
@@ -110,4 +112,4 @@ class HumanFeedback:
             else:
                 note = self.by_example.get(t.example_id) or self.general
                 notes.append(f"{t.feedback} Note: {note}" if note else t.feedback)
-        return notes
+        return Notes(notes)

@@ -231,11 +231,12 @@ class Optimizer:
         if logged:  # a resumed round: notes typed or written before the interruption are reused
             notes = logged[-1].notes
         else:
-            notes = await feedback.annotate(incumbent, traces.traces)
+            annotated = await feedback.annotate(incumbent, traces.traces)
+            notes = annotated.notes
             session.emit(Feedback(round=r, source=feedback.name, notes=notes))
-            if feedback.failures:  # those traces keep the metric's sentence; the run goes on
-                session.emit(FeedbackFallback(round=r, source=feedback.name, failed=len(feedback.failures),
-                                              of=len(notes), reasons=sorted(set(feedback.failures))))
+            if annotated.failures:  # those traces keep the metric's sentence; the run goes on
+                session.emit(FeedbackFallback(round=r, source=feedback.name, failed=len(annotated.failures),
+                                              of=len(notes), reasons=sorted(set(annotated.failures))))
         context = select_context(traces.traces, notes, s.context_traces)
         session.on_progress(f"round {r}: {proposer.name} writing {s.candidates} candidates", 0, None)
         proposals = await proposer.propose(incumbent, context, s.candidates, r)
