@@ -101,7 +101,8 @@ def _wait_for_work(proc: subprocess.Popen, out: Path, before: int) -> None:
 
 def kill_test(data_dir: str, kills: int, rng: random.Random, make_args=optimize_args) -> dict:
     """Each kill lands at a random moment of the run's work (after its start-up): a random time
-    within the next 1/kills-th of an uninterrupted run's working time."""
+    within the next 1/(2 kills)-th of an uninterrupted run's working time, so that all the kills
+    land before the run can finish (a restarted run replays its cached calls quickly)."""
     work = Path(tempfile.mkdtemp(prefix="chaos-kill-"))
     with FakeOpenAIServer(answer=answer) as server:
         start = time.perf_counter()
@@ -123,7 +124,7 @@ def kill_test(data_dir: str, kills: int, rng: random.Random, make_args=optimize_
             if done_kills < kills:
                 _wait_for_work(proc, out, before)
                 try:
-                    proc.wait(timeout=rng.uniform(0, work_seconds / kills))
+                    proc.wait(timeout=rng.uniform(0, work_seconds / (2 * kills)))
                 except subprocess.TimeoutExpired:
                     proc.send_signal(signal.SIGKILL)
                     done_kills += 1
