@@ -5,7 +5,8 @@ asked; the optimizer runs as `python -m dlmpo` subprocesses, as a user runs it.
 1. kill: SIGKILL the optimizer at random moments of a run, re-running after each kill, for two
    runs: SST-2 with a judge and an AR writer, and τ-bench airline with a chat model playing the
    user and an AR writer; the final result must equal an uninterrupted run's, and the server must
-   have been asked as many times, give or take the requests in flight at each kill.
+   have been asked as many times, give or take the requests in flight at each kill, which the
+   run counts as paid (they were written down before they were sent).
 2. faults: 20 % of requests answer 429, 500, malformed JSON or late; same result as a clean server.
 3. budgets: for every role (target, judge, writer, τ-bench user model) and both peers (GEPA,
    MIPROv2), a budget of N calls is never exceeded, counted by the server.
@@ -133,10 +134,12 @@ def kill_test(data_dir: str, kills: int, rng: random.Random, make_args=optimize_
                 raise RuntimeError(f"run {runs} failed: {err[-2000:]}")
         calls = len(server.requests)
     result = finished(out)
+    counted = json.loads((out / "result.json").read_text())["calls"]  # what the run's budget counted as paid
     shutil.rmtree(work)
     return {"kills": done_kills, "runs": runs, "reference_seconds": round(seconds, 1),
             "reference_work_seconds": round(work_seconds, 1), "same_result": result == reference,
-            "reference": reference, "result": result, "reference_calls": reference_calls, "calls": calls}
+            "reference": reference, "result": result, "reference_calls": reference_calls, "calls": calls,
+            "counted_calls": counted}
 
 
 def fault_test(data_dir: str, rng: random.Random, rate: float = 0.2) -> dict:
@@ -275,7 +278,8 @@ def main() -> None:
             k = kill_test(a.data_dir, a.kills, rng, make_args)
             report["kill"].append({"run": what, **k})
             print(f"{what}: kill -9 x{k['kills']} over {k['runs']} runs (uninterrupted: {k['reference_seconds']} s): "
-                  f"same result {k['same_result']}, server calls {k['calls']} (uninterrupted {k['reference_calls']})")
+                  f"same result {k['same_result']}, server calls {k['calls']} (uninterrupted {k['reference_calls']}), "
+                  f"counted by the run as paid {k['counted_calls']}")
     if "faults" in parts:
         f = report["faults"] = fault_test(a.data_dir, rng)
         print(f"{f['rate']:.0%} faults {f['injected_faults']}: exit {f['exit_code']}, same result as clean "

@@ -104,3 +104,30 @@ def test_one_token_guess_counts_tool_schemas():
     with_tools = ChatRequest(messages=plain.messages, tools=tools)
     assert plain.prompt_tokens_bound() == 300 // 3 + 8
     assert with_tools.prompt_tokens_bound() > plain.prompt_tokens_bound()
+
+
+def test_a_call_cut_off_mid_flight_is_counted_as_paid(tmp_path):
+    """A provider bills a request it received even when the caller died before the answer (kill -9):
+    the attempt is written down before it is sent, and a later budget counts it."""
+    from dlmpo.lm.cache import CallCache
+
+    with FakeOpenAIServer(slow_seconds=1.0) as server:
+        server.faults = ["slow"]
+        (target,) = models(server, tmp_path, "target-model")
+
+        async def cut_off():
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(target.chat(req("a")), 0.3)
+            await close(target)
+
+        asyncio.run(cut_off())
+        assert len(server.requests) == 1
+        (again,) = models(server, tmp_path, "target-model")
+        assert Budget([again], max_calls=5, max_cost=None, max_tokens=None).spend().calls == 1
+
+        async def answered():  # an answered attempt is closed: counted once, as the answer
+            await again.chat(req("b"))
+            await close(again)
+
+        asyncio.run(answered())
+    assert CallCache(tmp_path / "calls.sqlite").totals(again.backend.model_id)[0] == 2

@@ -24,6 +24,11 @@ class CallCache:
         )
         # attempts that reached the backend and failed: a provider may bill them, so budgets count them
         self._db.execute("CREATE TABLE IF NOT EXISTS failed_calls (id INTEGER PRIMARY KEY, model TEXT, error TEXT)")
+        # attempts sent to a billing provider and not yet answered; one left here when the process
+        # was killed mid-call was received (and billed) all the same, so budgets count it, at its
+        # upper-bound tokens
+        self._db.execute("CREATE TABLE IF NOT EXISTS open_attempts (id INTEGER PRIMARY KEY, model TEXT, "
+                         "prompt_tokens INTEGER, completion_tokens INTEGER)")
         # caches written by dlmpo before usage was recorded lack these columns: add them
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
         for column in ("model TEXT", "prompt_tokens INTEGER DEFAULT 0", "completion_tokens INTEGER DEFAULT 0"):
@@ -36,7 +41,15 @@ class CallCache:
             row = self._db.execute("SELECT response FROM calls WHERE key = ?", (key,)).fetchone()
         return ChatResponse.from_json(json.loads(row[0]), cached=True) if row else None
 
-    def put(self, key: str, model: str, response: ChatResponse) -> None:
+    def open_attempt(self, model: str, prompt_tokens: int, completion_tokens: int) -> int:
+        """Record an attempt about to be sent; `put` or `record_failure` closes it."""
+        with self._lock:
+            cursor = self._db.execute("INSERT INTO open_attempts (model, prompt_tokens, completion_tokens) "
+                                      "VALUES (?, ?, ?)", (model, prompt_tokens, completion_tokens))
+            self._db.commit()
+            return int(cursor.lastrowid)
+
+    def put(self, key: str, model: str, response: ChatResponse, attempt: int | None = None) -> None:
         blob = json.dumps(response.to_json(), ensure_ascii=False)
         usage = response.usage
         with self._lock:
@@ -45,22 +58,30 @@ class CallCache:
                 "VALUES (?, ?, ?, ?, ?)",
                 (key, model, blob, usage.prompt_tokens, usage.completion_tokens),
             )
+            self._close_attempt(attempt)
             self._db.commit()
 
-    def record_failure(self, model: str, error: str) -> None:
+    def record_failure(self, model: str, error: str, attempt: int | None = None) -> None:
         with self._lock:
             self._db.execute("INSERT INTO failed_calls (model, error) VALUES (?, ?)", (model, error[:500]))
+            self._close_attempt(attempt)
             self._db.commit()
+
+    def _close_attempt(self, attempt: int | None) -> None:
+        if attempt is not None:
+            self._db.execute("DELETE FROM open_attempts WHERE id = ?", (attempt,))
 
     def totals(self, model: str) -> tuple[int, int, int]:
         """(calls, prompt tokens, completion tokens) ever paid for `model` through this cache: answered
-        calls and failed attempts (whose tokens are unknown)."""
+        calls, failed attempts (whose tokens are unknown) and attempts a killed process left open
+        (at their upper-bound tokens). Read before this process opens attempts of its own."""
+        total = "SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0) FROM {} WHERE model = ?"
         with self._lock:
-            row = self._db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0) "
-                "FROM calls WHERE model = ?", (model,)).fetchone()
+            answered = self._db.execute(total.format("calls"), (model,)).fetchone()
+            left_open = self._db.execute(total.format("open_attempts"), (model,)).fetchone()
             failed = self._db.execute("SELECT COUNT(*) FROM failed_calls WHERE model = ?", (model,)).fetchone()
-        return int(row[0]) + int(failed[0]), int(row[1]), int(row[2])
+        return (int(answered[0]) + int(left_open[0]) + int(failed[0]), int(answered[1]) + int(left_open[1]),
+                int(answered[2]) + int(left_open[2]))
 
     def __len__(self) -> int:
         with self._lock:

@@ -17,6 +17,7 @@ from dlmpo.lm.types import ChatRequest, ChatResponse, ToolCall, Usage
 
 class OpenAICompatibleBackend:
     default_concurrency = 16
+    billed_when_sent = True
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 60.0):
         self.base_url = base_url.rstrip("/")

@@ -70,6 +70,7 @@ def resolve_dtype(dtype: str | None, device: str) -> str:
 
 class LocalBackend:
     default_concurrency = 64
+    billed_when_sent = False  # a computation cut short costs nothing
 
     def __init__(self, path: str | Path, model_id: str | None = None, batch_size: int = 32,
                  device: str | None = None, share_prefix: bool = True, dtype: str | None = None):

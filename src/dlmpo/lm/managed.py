@@ -127,17 +127,21 @@ class ChatModel:
         return ChatResponse(text="", finish_reason="error", error=last_error)
 
     async def _attempt(self, key: str, request: ChatRequest) -> ChatResponse | TargetError:
-        """One call to the backend, recorded in the cache whether it answered or failed."""
+        """One call to the backend, recorded in the cache whether it answered or failed; to a billing
+        provider, recorded before it is sent too, so that a kill mid-call still counts it as paid."""
+        model_id, attempt = self.backend.model_id, None
+        if self.cache is not None and self.backend.billed_when_sent:
+            attempt = self.cache.open_attempt(model_id, request.prompt_tokens_bound(), request.max_tokens)
         try:
             response = await self.backend.complete(request)
         except TargetError as exc:
             if self.cache is not None:
-                self.cache.record_failure(self.backend.model_id, str(exc))
+                self.cache.record_failure(model_id, str(exc), attempt)
             return exc
         self.accounting.usage.add(response.usage)
         self.accounting.cost_usd += self.price.cost(response.usage)
         if self.cache is not None:
-            self.cache.put(key, self.backend.model_id, response)
+            self.cache.put(key, model_id, response, attempt)
         return response
 
     async def aclose(self) -> None:

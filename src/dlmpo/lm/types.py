@@ -88,6 +88,7 @@ class ChatBackend(Protocol):
 
     model_id: str
     default_concurrency: int
+    billed_when_sent: bool  # a provider bills a request it received, even if the caller dies before the answer
 
     async def complete(self, request: ChatRequest) -> ChatResponse: ...
 
