@@ -252,8 +252,10 @@ def _event_printer(ui: Output):
                 ui.print(f"  challenger {e.index} on the first {v.scored} val examples {e.val:.4f} "
                          f"(+{v.wins}/-{v.losses}): not ahead, dropped; {verdict}")
             else:
+                second = (f" with {v.confirmed_on} confirmation examples (first look p {v.first_p:.3g})"
+                          if v.first_p is not None else "")
                 ui.print(f"  challenger {e.index} on val {e.val:.4f} vs {e.incumbent_val:.4f} "
-                         f"(+{v.wins}/-{v.losses}, sign test p {v.p_value:.3g} vs {v.level:.3g}): {verdict}")
+                         f"(+{v.wins}/-{v.losses}{second}, sign test p {v.p_value:.3g} vs {v.level:.3g}): {verdict}")
         elif isinstance(e, RoundEnd):
             sp = e.spend
             ui.print(f"  best val {e.best_val:.4f} | spent {sp['calls']} calls, {sp['total_tokens']} tokens, ${sp['cost_usd']:.4f}")

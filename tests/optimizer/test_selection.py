@@ -8,7 +8,8 @@ import pytest
 
 from dlmpo.optimizer import Optimizer, OptimizeSettings
 from dlmpo.optimizer.loop import screening_batch
-from dlmpo.optimizer.selection import futile, judge, power_note, sign_test, smallest_detectable_gain, smallest_winning_margin, val_parts
+from dlmpo.optimizer.selection import (futile, judge, look_level, power_note, second_look, sign_test, smallest_detectable_gain,
+                                       smallest_winning_margin, val_parts)
 from tests.support.fake_openai_server import FakeOpenAIServer
 
 
@@ -73,7 +74,8 @@ def test_junk_does_not_win_a_small_val(tmp_path, data_dir, significance, junk_ma
     with FakeOpenAIServer(answer=_noise_answer) as server:
         settings = OptimizeSettings(task="sst2", target=f"{server.base_url}#noise", dlm="tiny-random:dream",
                                     rounds=6, candidates=4, train_size=8, val_size=16, screen_batch=16, batch_size=4,
-                                    test_size=8, data_dir=str(data_dir), significance=significance)
+                                    test_size=8, data_dir=str(data_dir), significance=significance,
+                                    confirm_size=0)  # one look: the weaker protection
         opt = Optimizer(settings, tmp_path / "run", proposer=_Rotating(junk))
         result = asyncio.run(opt.run())
     accepted = [r for r in result.rounds if r.accepted]
@@ -98,3 +100,49 @@ class _Rotating:
 
         start = (round_index - 1) * k
         return [Proposal(p, "junk", p) for p in self.prompts[start:start + k]]
+
+
+def test_two_looks_split_the_level_and_only_a_promising_challenger_gets_the_second():
+    assert look_level(0.05, two_looks=True) == 0.025 and look_level(0.05, two_looks=False) == 0.05
+    assert look_level(1.0, two_looks=True) == 1.0  # the test is off
+    # +25/-14 on 150: p 0.054, not enough at 0.025 but promising
+    first = judge([1] * 25 + [0] * 14 + [1] * 111, [0] * 25 + [1] * 14 + [1] * 111, 0.025)
+    assert not first.significant and first.worth_second_look()
+    # 100 confirmation examples that agree: +17/-9 more
+    confirmed = second_look(first, [1] * 25 + [0] * 14 + [1] * 111 + [1] * 17 + [0] * 9 + [1] * 74,
+                            [0] * 25 + [1] * 14 + [1] * 111 + [0] * 17 + [1] * 9 + [1] * 74, 0.025)
+    assert (confirmed.wins, confirmed.losses, confirmed.scored, confirmed.confirmed_on) == (42, 23, 250, 100)
+    assert confirmed.significant and confirmed.first_p == first.p_value and confirmed.level == 0.025
+    assert not judge([1] * 4 + [0] * 4, [0] * 4 + [1] * 4, 0.025).worth_second_look()  # not ahead
+    assert not judge([1] * 3 + [0] * 1, [0] * 3 + [1] * 1, 0.025).worth_second_look()  # p 0.31: not promising
+
+
+def _better_by_a_tenth(body):
+    """The seed prompt answers right on half the reviews, 'GOOD' prompts on six tenths of them (a
+    superset): a real but small gain that a 64-example val pool alone cannot show."""
+    system, user = body["messages"][0]["content"], body["messages"][-1]["content"]
+    bucket = hashlib.sha256(user.encode()).digest()[0] % 10
+    right = bucket < (6 if "GOOD" in system else 5)
+    gold = GOLD[user]
+    return gold if right else ("negative" if gold == "positive" else "positive")
+
+
+GOLD: dict[str, str] = {}
+
+
+def test_a_promising_challenger_is_confirmed_on_the_second_look(tmp_path, data_dir):
+    from dlmpo.catalog import get_task
+
+    task = get_task("sst2", str(data_dir))
+    GOLD.update({task.user_message(ex): ex.label for split in ("train", "val", "test") for ex in task.examples(split)})
+    with FakeOpenAIServer(answer=_better_by_a_tenth) as server:
+        settings = OptimizeSettings(task="sst2", target=f"{server.base_url}#target", dlm="tiny-random:dream",
+                                    rounds=1, candidates=1, train_size=8, val_size=64, confirm_size=100,
+                                    screen_batch=16, batch_size=4, test_size=8, data_dir=str(data_dir))
+        opt = Optimizer(settings, tmp_path / "run", proposer=_Rotating(["Label the review. GOOD"]))
+        result = asyncio.run(opt.run())
+    (challenger,) = result.rounds[0].candidates
+    verdict = challenger.significance
+    assert verdict.first_p is not None and verdict.first_p > 0.025  # the val pool alone could not tell
+    assert verdict.confirmed_on == 100 and verdict.losses == 0 and verdict.significant
+    assert result.rounds[0].accepted and "GOOD" in result.best_prompt

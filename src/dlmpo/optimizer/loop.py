@@ -23,7 +23,7 @@ from dlmpo.optimizer.proposers import DLMProposer, Proposer
 from dlmpo.optimizer.events import (CandidateScored, Decision, Feedback, FeedbackFallback, RoundEnd, RoundStart,
                                     RunStart, Stop)
 from dlmpo.optimizer.result import CandidateRecord, OptimizeResult, RoundRecord
-from dlmpo.optimizer.selection import futile, paired, power_note, val_parts
+from dlmpo.optimizer.selection import futile, look_level, paired, power_note, second_look, val_parts
 from dlmpo.optimizer.selection import judge as sign_judge
 from dlmpo.optimizer.session import EventSink, ProgressSink, RunSession, StopRun
 from dlmpo.optimizer.settings import OptimizeSettings
@@ -159,7 +159,7 @@ class Optimizer:
         estimate = session.estimate()
         estimate["cost_usd"] = round(session.target.price.cost(Usage(estimate["prompt_tokens"],
                                                                      estimate["completion_tokens"])), 4)
-        warning = power_note(len(session.val_pool), s.significance)
+        warning = power_note(len(session.val_pool), look_level(s.significance, bool(session.confirm_pool)))
         session.emit(RunStart(resume=resuming, estimate=estimate, completed_rounds=sorted(done_rounds),
                               val_warning=warning))
         seed_val, seed_test = await session.score_seed()
@@ -219,6 +219,15 @@ class Optimizer:
                 break
         return scores
 
+    async def _second_look(self, first, incumbent: str, challenger: str, scores: list[float], level: float,
+                           r: int):
+        """Both prompts on the confirmation pool, then the sign test on val and confirmation together."""
+        pool = self.session.confirm_pool
+        mine = await self.session.evaluate(incumbent, pool, "confirm", "incumbent", round_index=r)
+        theirs = await self.session.evaluate(challenger, pool, "confirm", "challenger", round_index=r)
+        return second_look(first, scores + [t.score for t in theirs.traces],
+                           self._incumbent_val + [t.score for t in mine.traces], level)
+
     async def _round(self, r, proposer, feedback, incumbent, best_val):
         s, session = self.s, self.session
         t0 = time.perf_counter()
@@ -265,8 +274,11 @@ class Optimizer:
                                                    log=False)
                     self._incumbent_val = [t.score for t in again.traces]
                 scores = await self._challenge(best.prompt, r)
-                verdict = sign_judge(scores, self._incumbent_val, s.significance)
+                level = look_level(s.significance, bool(session.confirm_pool))
+                verdict = sign_judge(scores, self._incumbent_val, level)
                 val = sum(scores) / len(scores)
+                if verdict.worth_second_look() and session.confirm_pool and val > best_val:
+                    verdict = await self._second_look(verdict, incumbent, best.prompt, scores, level, r)
                 best.val, best.significance = round(val, 4), verdict
                 accepted = verdict.significant and val > best_val
                 session.emit(Decision(round=r, index=best.index, val=best.val, incumbent_val=round(best_val, 4),

@@ -1,13 +1,20 @@
 """When is a challenger really better than the incumbent? A one-sided sign test on the val pool.
 
-Candidates are screened on train examples, so the one challenger of a round is chosen without
-looking at val. On val, both prompts answer the same examples, so each example is a pair: the
-challenger wins it, loses it, or ties. If the two prompts were equally good, each non-tied pair
-would be a coin flip, and `p = P(Binomial(wins + losses, 1/2) >= wins)` is the chance of doing at
-least this well by luck; the challenger is accepted when `p <= significance`. The val pool is
-scored in parts and a challenger that is not ahead after a part is dropped early (futility): that
-only ever turns an acceptance into a rejection, so the level still holds, and losing challengers
-cost a fraction of val. `significance` 1 turns the test off (any higher val score wins)."""
+Candidates are screened on examples outside the val pool, so the one challenger of a round is
+chosen without looking at it. On val, both prompts answer the same examples, so each example is a
+pair: the challenger wins it, loses it, or ties. If the two prompts were equally good, each
+non-tied pair would be a coin flip, and `p = P(Binomial(wins + losses, 1/2) >= wins)` is the
+chance of doing at least this well by luck; the challenger is accepted when `p <= level`. The val
+pool is scored in parts and a challenger that is not ahead after a part is dropped early
+(futility): that only ever turns an acceptance into a rejection, so the level still holds, and
+losing challengers cost a fraction of val.
+
+Two looks, when the task has examples to spare for a confirmation pool: the first look (the val
+pool) and the second (val pool + confirmation pool together) are each held to `significance / 2`,
+so by the union bound the chance that an equally good challenger passes either is at most
+`significance`. Only a promising challenger (ahead, first-look p <= PROMISING) pays for the second
+look; which ones do cannot raise that bound. Without a confirmation pool there is one look at
+`significance`. `significance` 1 turns the test off (any higher val score wins)."""
 
 from __future__ import annotations
 
@@ -52,6 +59,9 @@ def futile(challenger: list[float], incumbent: list[float]) -> bool:
     return wins <= losses
 
 
+PROMISING = 0.2  # the first-look p-value up to which a challenger gets the second look
+
+
 @dataclass(frozen=True)
 class Verdict:
     wins: int
@@ -59,13 +69,24 @@ class Verdict:
     p_value: float
     level: float  # the level the p-value is held to
     significant: bool
-    scored: int  # val examples scored before the decision
+    scored: int  # examples scored before the decision (val pool, and confirmation pool on a second look)
     dropped: bool  # stopped for futility before the whole val pool was scored
+    first_p: float | None = None  # on a second look: the first look's p-value (val pool alone)
+    confirmed_on: int = 0  # on a second look: the confirmation examples added
 
     def to_json(self) -> dict:
         return {"wins": self.wins, "losses": self.losses, "p_value": round(self.p_value, 5),
                 "level": round(self.level, 5), "significant": self.significant, "scored": self.scored,
-                "dropped": self.dropped}
+                "dropped": self.dropped, "first_p": None if self.first_p is None else round(self.first_p, 5),
+                "confirmed_on": self.confirmed_on}
+
+    def worth_second_look(self) -> bool:
+        return not self.significant and not self.dropped and self.wins > self.losses and self.p_value <= PROMISING
+
+
+def look_level(significance: float, two_looks: bool) -> float:
+    """The level each look is held to: the whole `significance` for one look, half for each of two."""
+    return significance / 2 if two_looks and significance < 1 else significance
 
 
 def judge(challenger: list[float], incumbent: list[float], alpha: float) -> Verdict:
@@ -77,6 +98,13 @@ def judge(challenger: list[float], incumbent: list[float], alpha: float) -> Verd
     p = sign_test(wins, losses)
     dropped = len(challenger) < len(incumbent)
     return Verdict(wins, losses, p, alpha, p <= alpha and not dropped, len(challenger), dropped)  # alpha 1: off
+
+
+def second_look(first: Verdict, challenger: list[float], incumbent: list[float], alpha: float) -> Verdict:
+    """The sign test on the val pool and the confirmation pool together (paired scores, in order)."""
+    combined = judge(challenger, incumbent, alpha)
+    return Verdict(combined.wins, combined.losses, combined.p_value, alpha, combined.significant, len(challenger),
+                   False, first.p_value, len(challenger) - first.scored)
 
 
 def smallest_detectable_gain(n: int, alpha: float, disagree: float = 0.25) -> float | None:

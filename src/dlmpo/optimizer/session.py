@@ -45,7 +45,11 @@ class RunSession:
         self.train_pool = rng.sample(train, min(settings.train_size, len(train)))
         self.val_pool = rng.sample(val, min(settings.val_size, len(val)))
         in_pool = {ex.id for ex in self.val_pool}
-        self.spare_val = [ex for ex in val if ex.id not in in_pool]  # where candidates are screened
+        spare = [ex for ex in val if ex.id not in in_pool]
+        # a second look needs examples of its own, and screening still needs a batch's worth
+        room = settings.confirm_size > 0 and len(spare) >= settings.confirm_size + settings.screen_batch
+        self.confirm_pool = spare[: settings.confirm_size] if room else []
+        self.spare_val = spare[len(self.confirm_pool):]  # where candidates are screened
         test = sorted(self.task.examples("test"), key=lambda ex: stable_fraction(ex.id))
         self.test_set = test[: settings.test_size]
         if not self.train_pool or not self.val_pool or not self.test_set:
@@ -64,7 +68,8 @@ class RunSession:
         """Calls and cost of the optimizer loop before starting: every batch at full size, no cache hits."""
         s = self.s
         screened = min(s.screen_batch, max(len(self.spare_val), len(self.train_pool)))
-        per_round = min(s.batch_size, len(self.train_pool)) + (s.candidates + 1) * screened + len(self.val_pool)
+        per_round = min(s.batch_size, len(self.train_pool)) + (s.candidates + 1) * screened + len(self.val_pool) \
+            + 2 * len(self.confirm_pool)
         runs = len(self.val_pool) + 2 * len(self.test_set) + s.rounds * per_round  # examples the target runs
         per_example = [budget_requests(self.task, self.seed_prompt, ex, self.answer_tokens) for ex in self.val_pool[:20]]
         calls = runs * len(per_example[0])  # an episodic example (τ-bench) is several target calls

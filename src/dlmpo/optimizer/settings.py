@@ -32,6 +32,8 @@ class OptimizeSettings(BaseModel):
     candidates: int = Field(4, ge=1)
     train_size: int = Field(32, ge=1)
     val_size: int = Field(150, ge=1, description="val pool on which a challenger must beat the incumbent")
+    confirm_size: int = Field(100, ge=0, description="val-split examples outside the val pool kept for a promising "
+                              "challenger's second look (0: one look)")
     test_size: int = Field(500, ge=1, description="held-out test examples, scored twice (seed and best); the split when smaller")
     batch_size: int = Field(8, ge=1, description="train examples run per round to make traces")
     screen_batch: int = Field(16, ge=1, description="examples on which candidates are screened: from the val split outside the val pool, "
@@ -62,7 +64,8 @@ class OptimizeSettings(BaseModel):
 
     min_gain: int = Field(1, ge=1, description="paired wins minus losses a candidate needs on the screening batch to challenge")
     significance: float = Field(0.05, gt=0, le=1,
-                                description="level of the one-sided sign test on val; 1: off")
+                                description="level of the one-sided sign test on val, split in halves over two looks when "
+                                            "there is a confirmation pool; 1: off")
     patience: int | None = Field(None, ge=1, description="stop after this many rounds without improvement")
     max_calls: int | None = Field(None, ge=1)
     max_cost: float | None = Field(None, gt=0)

@@ -13,13 +13,14 @@ from dlmpo.report.diff import diff_html, diff_markdown
 from dlmpo.report.plots import plot_rounds
 
 SHOWN_SETTINGS = ("task", "target", "dlm", "rounds", "candidates", "strategy", "mask_tokens", "steps", "alg",
-                  "temperature", "feedback", "train_size", "val_size", "test_size", "batch_size", "screen_batch",
+                  "temperature", "feedback", "train_size", "val_size", "confirm_size", "test_size", "batch_size", "screen_batch",
                   "min_gain", "significance", "max_calls", "max_cost", "seed")
 
 
 def _val_cell(c: CandidateRecord) -> str:
-    """Val score and the sign test that decided it, e.g. `0.7031 (p 0.004 ≤ 0.05)`; a challenger
-    dropped early shows on how many val examples, e.g. `0.42 on 50 (dropped: not ahead)`."""
+    """Val score and the sign test that decided it, e.g. `0.7031 (+30/−12, p 0.004 ≤ 0.025)`; a
+    challenger dropped early shows on how many val examples, e.g. `0.42 on 50 (dropped: not ahead)`;
+    a second look shows the confirmation examples and the first look's p-value."""
     if c.val is None:
         return ""
     sig = c.significance
@@ -27,7 +28,9 @@ def _val_cell(c: CandidateRecord) -> str:
         return f"{c.val:.4f}"
     if sig.dropped:
         return f"{c.val:.4f} on {sig.scored} (dropped: not ahead, +{sig.wins}/−{sig.losses})"
-    return (f"{c.val:.4f} (+{sig.wins}/−{sig.losses}, p {sig.p_value:.3g} "
+    second = (f" with {sig.confirmed_on} confirmation examples, first look p {sig.first_p:.3g}"
+              if sig.first_p is not None else "")
+    return (f"{c.val:.4f} (+{sig.wins}/−{sig.losses}{second}, p {sig.p_value:.3g} "
             f"{'≤' if sig.significant else '>'} {sig.level:.3g})")
 
 
@@ -70,10 +73,11 @@ def render_markdown(result: OptimizeResult, plot_name: str) -> str:
         "",
         "## Rounds",
         "",
-        "Candidates are screened on train examples against the incumbent (minibatch, wins/losses); the best "
-        "challenges it on val, which it scores in parts, dropped early once it is not ahead. It replaces the "
-        "incumbent only when it scores higher on the whole val pool *and* its paired wins there pass a "
-        "one-sided sign test at the level shown.",
+        "Candidates are screened against the incumbent on examples outside the val pool (minibatch, "
+        "wins/losses); the best challenges it on val, which it scores in parts, dropped early once it is not "
+        "ahead. It replaces the incumbent only when it scores higher on the whole val pool *and* its paired "
+        "wins pass a one-sided sign test at the level shown: on the val pool, or, for a promising challenger, "
+        "on the val pool and the confirmation pool together (a second look; each look at half the level).",
         "",
     ]
     for r in result.rounds:
