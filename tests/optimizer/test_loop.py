@@ -170,9 +170,8 @@ def test_cli_dry_run_prints_the_estimate(data_dir):
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     est = out["estimate"]
     assert not os.path.exists(out["run_dir"])  # a dry run leaves nothing behind
-    # seed val 8 + test 2x8 + 2 rounds x (4 traces + 3 x 8 screened on spare val rows + 8 val
-    # + a second look: both prompts on the 100 confirmation examples)
-    assert est["calls"] == 8 + 16 + 2 * (4 + 24 + 8 + 200)
+    # seed val 8 + test 2x8 + 2 rounds x (4 traces + 3 x 8 screened on spare val rows + 8 val)
+    assert est["calls"] == 8 + 16 + 2 * (4 + 24 + 8)
 
 
 def test_ar_proposer_runs_the_same_loop(tmp_path, data_dir):

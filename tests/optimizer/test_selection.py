@@ -74,8 +74,7 @@ def test_junk_does_not_win_a_small_val(tmp_path, data_dir, significance, junk_ma
     with FakeOpenAIServer(answer=_noise_answer) as server:
         settings = OptimizeSettings(task="sst2", target=f"{server.base_url}#noise", dlm="tiny-random:dream",
                                     rounds=6, candidates=4, train_size=8, val_size=16, screen_batch=16, batch_size=4,
-                                    test_size=8, data_dir=str(data_dir), significance=significance,
-                                    confirm_size=0)  # one look: the weaker protection
+                                    test_size=8, data_dir=str(data_dir), significance=significance)
         opt = Optimizer(settings, tmp_path / "run", proposer=_Rotating(junk))
         result = asyncio.run(opt.run())
     accepted = [r for r in result.rounds if r.accepted]

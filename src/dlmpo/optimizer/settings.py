@@ -32,8 +32,8 @@ class OptimizeSettings(BaseModel):
     candidates: int = Field(4, ge=1)
     train_size: int = Field(32, ge=1)
     val_size: int = Field(150, ge=1, description="val pool on which a challenger must beat the incumbent")
-    confirm_size: int = Field(100, ge=0, description="val-split examples outside the val pool kept for a promising "
-                              "challenger's second look (0: one look)")
+    confirm_size: int = Field(0, ge=0, description="val-split examples outside the val pool kept for a promising "
+                              "challenger's second look, each look at half the level (0: one look at the level)")
     test_size: int = Field(500, ge=1, description="held-out test examples, scored twice (seed and best); the split when smaller")
     batch_size: int = Field(8, ge=1, description="train examples run per round to make traces")
     screen_batch: int = Field(16, ge=1, description="examples on which candidates are screened: from the val split outside the val pool, "
