@@ -46,7 +46,7 @@ class LLMUser:
         self.failed: str | None = None
 
     async def _say(self) -> str:
-        response = await self.model.chat(self._request())
+        response = await self.model.chat(self._request(self.messages, self.trial))
         if response.error is not None:  # the simulated user is gone: end the episode
             self.failed = response.error
             return STOP
@@ -59,9 +59,9 @@ class LLMUser:
         return [{"role": "system", "content": USER_SYSTEM.format(instruction=task.instruction)},
                 {"role": "user", "content": GREETING}]
 
-    def _request(self) -> ChatRequest:
-        return ChatRequest(messages=list(self.messages), temperature=self.temperature, max_tokens=self.max_tokens,
-                           sample_index=self.trial)
+    def _request(self, messages: list[dict], trial: int) -> ChatRequest:
+        return ChatRequest(messages=list(messages), temperature=self.temperature, max_tokens=self.max_tokens,
+                           sample_index=trial)
 
     async def start(self, task: TauTask, trial: int) -> str:
         self.trial = trial
@@ -70,8 +70,7 @@ class LLMUser:
 
     def known_opening(self, task: TauTask, trial: int) -> str | None:
         """The opening this model wrote before, from the run's cache."""
-        self.trial, self.messages = trial, self._opening_messages(task)
-        hit = self.model.cached(self._request())
+        hit = self.model.cached(self._request(self._opening_messages(task), trial))
         return None if hit is None else hit.text.strip() or STOP
 
     async def reply(self, agent_message: str) -> str:
