@@ -83,7 +83,7 @@ class ListProposer:
     def prompt_token_limit(self):
         return None
 
-    async def propose(self, incumbent, context, k, round_index):
+    async def propose(self, incumbent, context, k, round_index, *, avoid=frozenset()):
         assert all(isinstance(c, ContextItem) for c in context) and context
         return [Proposal(p, "fixed", p) for p in self.prompts[:k]]
 

@@ -94,7 +94,7 @@ class _Rotating:
     def prompt_token_limit(self):
         return None
 
-    async def propose(self, incumbent, context, k, round_index):
+    async def propose(self, incumbent, context, k, round_index, *, avoid=frozenset()):
         from dlmpo.optimizer.proposers import Proposal
 
         start = (round_index - 1) * k
@@ -145,3 +145,47 @@ def test_a_promising_challenger_is_confirmed_on_the_second_look(tmp_path, data_d
     assert verdict.first_p is not None and verdict.first_p > 0.025  # the val pool alone could not tell
     assert verdict.confirmed_on == 100 and verdict.losses == 0 and verdict.significant
     assert result.rounds[0].accepted and "GOOD" in result.best_prompt
+
+
+class _Same:
+    """The same prompt every round; remembers what the loop asked it to avoid."""
+
+    name = "same"
+
+    def __init__(self, prompt):
+        self.prompt, self.avoided = prompt, {}
+
+    def prompt_token_limit(self):
+        return None
+
+    async def propose(self, incumbent, context, k, round_index, *, avoid=frozenset()):
+        from dlmpo.optimizer.proposers import Proposal
+
+        self.avoided[round_index] = set(avoid)
+        return [Proposal(self.prompt, "same", self.prompt)]
+
+
+def test_a_prompt_challenges_once_per_run(tmp_path, data_dir):
+    from dlmpo.catalog import get_task
+    from dlmpo.optimizer.loop import challenged_rounds
+
+    task = get_task("sst2", str(data_dir))
+    GOLD.update({task.user_message(ex): ex.label for split in ("train", "val", "test") for ex in task.examples(split)})
+    proposer = _Same("Label the review.  GOOD")
+
+    def better_by_three_tenths(body):
+        system, user = body["messages"][0]["content"], body["messages"][-1]["content"]
+        right = hashlib.sha256(user.encode()).digest()[0] % 10 < (8 if "GOOD" in system else 5)
+        return GOLD[user] if right else ("negative" if GOLD[user] == "positive" else "positive")
+
+    with FakeOpenAIServer(answer=better_by_three_tenths) as server:
+        settings = OptimizeSettings(task="sst2", target=f"{server.base_url}#target", dlm="tiny-random:dream",
+                                    rounds=3, candidates=1, train_size=8, val_size=64, screen_batch=16, batch_size=4,
+                                    test_size=8, data_dir=str(data_dir), significance=1e-12)
+        result = asyncio.run(Optimizer(settings, tmp_path / "run", proposer=proposer).run())
+    first, *later = [r.candidates[0] for r in result.rounds]
+    assert first.significance is not None and not result.rounds[0].accepted
+    for c in later:  # rejected before screening: no call spent on it
+        assert c.rejected == "challenged on val in round 1" and c.minibatch is None and c.significance is None
+    assert proposer.avoided == {1: set(), 2: {"Label the review. GOOD"}, 3: {"Label the review. GOOD"}}
+    assert challenged_rounds(result.rounds) == {"Label the review. GOOD": 1}  # what a resumed run rebuilds

@@ -62,7 +62,8 @@ class ARProposer:
     def prompt_token_limit(self) -> None:  # a chat model's context is far beyond a prompt's
         return None
 
-    async def propose(self, incumbent: str, context: list[ContextItem], k: int, round_index: int) -> list[Proposal]:
+    async def propose(self, incumbent: str, context: list[ContextItem], k: int, round_index: int, *,
+                      avoid: frozenset[str] = frozenset()) -> list[Proposal]:
         rng = random.Random(f"{self.seed}:{round_index}:mask")
         masked = [apply_strategy(self.strategy, i, incumbent, rng, self._count, n=self.mask_tokens,
                                  ratio=self.span_ratio, span_length=self.span_length) for i in range(k)]

@@ -6,7 +6,9 @@ screen candidates and incumbent on the same val-split examples outside the val p
 examples when there are too few) -> the best candidate, if it
 wins at least `min_gain` more paired examples than it loses, is scored on the val pool and becomes
 the incumbent only if its paired advantage there passes a sign test (`optimizer.selection`).
-Seed and best are scored on test."""
+A prompt challenges at most once per run: a candidate that repeats an earlier challenger is
+rejected before screening (the target answers greedily, so a second sign test would repeat the
+first). Seed and best are scored on test."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from dlmpo.errors import BudgetExceeded, UserError
 from dlmpo.lm import Usage
 from dlmpo.optimizer.feedback import JUDGE_INSTRUCTION, FeedbackSource, HumanFeedback, JudgeFeedback, MetricFeedback, NoFeedback
 from dlmpo.optimizer.guards import PromptGuard
-from dlmpo.optimizer.proposers import DLMProposer, Proposer
+from dlmpo.optimizer.proposers import DLMProposer, Proposer, prompt_key
 from dlmpo.optimizer.events import (CandidateScored, Decision, Feedback, FeedbackFallback, RoundEnd, RoundStart,
                                     RunStart, Stop)
 from dlmpo.optimizer.result import CandidateRecord, OptimizeResult, RoundRecord
@@ -39,6 +41,16 @@ def select_context(traces: list[Trace], notes: list[str | None], k: int) -> list
     chosen = failures[:n_fail] + successes[: k - n_fail]
     chosen += [x for x in failures[n_fail:]][: k - len(chosen)]
     return [ContextItem(t.user, t.output or "(no answer)", t.score, n) for t, n in chosen]
+
+
+def challenged_rounds(records: list[RoundRecord]) -> dict[str, int]:
+    """Each prompt that challenged on val in these rounds, and the round it first did."""
+    seen: dict[str, int] = {}
+    for record in records:
+        for c in record.candidates:
+            if c.significance is not None:
+                seen.setdefault(prompt_key(c.prompt), record.round)
+    return seen
 
 
 def screening_batch(spare_val: list[Example], train_pool: list[Example], shown: list[Example], n: int,
@@ -165,6 +177,8 @@ class Optimizer:
         seed_val, seed_test = await session.score_seed()
         incumbent, best_val = self.seed_prompt, seed_val.score
         self._incumbent_val = [t.score for t in seed_val.traces]  # per val example, for the paired test
+        # only completed rounds count: an interrupted round is run again as it first ran
+        self._challenged = challenged_rounds([e.record for e in done_rounds.values()])
         stop_reason = "rounds"
         records: list[RoundRecord] = []
         try:
@@ -248,7 +262,7 @@ class Optimizer:
                                               of=len(notes), reasons=sorted(set(annotated.failures))))
         context = select_context(traces.traces, notes, s.context_traces)
         session.on_progress(f"round {r}: {proposer.name} writing {s.candidates} candidates", 0, None)
-        proposals = await proposer.propose(incumbent, context, s.candidates, r)
+        proposals = await proposer.propose(incumbent, context, s.candidates, r, avoid=frozenset(self._challenged))
         inc_mb = await session.evaluate(incumbent, screen, "screen", "incumbent", round_index=r)
         sources = [t.user for t in traces.traces]
         candidates: list[CandidateRecord] = []
@@ -258,6 +272,8 @@ class Optimizer:
             c.rejected = p.failure or self.guard.reject_reason(p.prompt, incumbent, sources)
             if c.rejected is None and any(other.prompt == p.prompt for other in candidates):
                 c.rejected = "duplicate of another candidate"
+            if c.rejected is None and prompt_key(p.prompt) in self._challenged:
+                c.rejected = f"challenged on val in round {self._challenged[prompt_key(p.prompt)]}"
             if c.rejected is None:
                 res = await session.evaluate(p.prompt, screen, "screen", "candidate", round_index=r, log=False)
                 c.minibatch = round(res.score, 4)
@@ -280,6 +296,7 @@ class Optimizer:
                 if verdict.worth_second_look() and session.confirm_pool and val > best_val:
                     verdict = await self._second_look(verdict, incumbent, best.prompt, scores, level, r)
                 best.val, best.significance = round(val, 4), verdict
+                self._challenged.setdefault(prompt_key(best.prompt), r)
                 accepted = verdict.significant and val > best_val
                 session.emit(Decision(round=r, index=best.index, val=best.val, incumbent_val=round(best_val, 4),
                                       accepted=accepted, verdict=verdict))

@@ -12,7 +12,8 @@ from dlmpo.dlm import ContextItem, DiffusionLM, SamplerConfig, infill
 from dlmpo.optimizer.strategies import apply_strategy
 
 CANVAS_OVERHEAD = 64  # tokens of chat template and heading around the prompt in the DLM canvas
-# A candidate that repeats the incumbent or an earlier candidate is drawn again, up to REDRAWS
+# A candidate that repeats the incumbent, an earlier candidate or a text to avoid (an earlier
+# round's challenger) is drawn again, up to REDRAWS
 # times, each time a little hotter: short fills from a confident model collapse onto the same text,
 # and a new seed alone often draws it again.
 REDRAWS = 3
@@ -38,7 +39,11 @@ class Proposer(Protocol):
         next round's masks; None when the writer has no hard context limit."""
         ...
 
-    async def propose(self, incumbent: str, context: list[ContextItem], k: int, round_index: int) -> list[Proposal]: ...
+    async def propose(self, incumbent: str, context: list[ContextItem], k: int, round_index: int, *,
+                      avoid: frozenset[str] = frozenset()) -> list[Proposal]:
+        """`k` candidates; `avoid` holds texts (whitespace-normalised) the loop will reject as
+        already judged, which a proposer that can draw again should not return."""
+        ...
 
 
 class DLMProposer:
@@ -61,7 +66,7 @@ class DLMProposer:
         # the chat template, the appended heading and span growth take the rest
         return self.model.max_length - self.mask_tokens - CANVAS_OVERHEAD, self._count
 
-    async def propose(self, incumbent, context, k, round_index):
+    async def propose(self, incumbent, context, k, round_index, *, avoid=frozenset()):
         rng = random.Random(f"{self.seed}:{round_index}:mask")
         masked = [apply_strategy(self.strategy, i, incumbent, rng, self._count, n=self.mask_tokens,
                                  ratio=self.span_ratio, span_length=self.span_length) for i in range(k)]
@@ -69,7 +74,7 @@ class DLMProposer:
         todo = list(range(k))
         for attempt in range(REDRAWS + 1):
             self._draw(proposals, todo, context, round_index, attempt)
-            todo = _repeats(incumbent, [p.prompt for p in proposals])
+            todo = _repeats(incumbent, [p.prompt for p in proposals], avoid)
             if not todo:
                 break
         return proposals
@@ -92,12 +97,18 @@ class DLMProposer:
                 p.prompt, p.nfe, p.seconds, p.draws = cand.text, p.nfe + result.nfe, p.seconds + seconds, p.draws + 1
 
 
-def _repeats(incumbent: str, texts: list[str]) -> list[int]:
-    """Indices of the texts that repeat the incumbent or an earlier text (whitespace aside)."""
-    seen = {" ".join(incumbent.split())}
+def prompt_key(prompt: str) -> str:
+    """Prompts that differ only in whitespace are the same prompt."""
+    return " ".join(prompt.split())
+
+
+def _repeats(incumbent: str, texts: list[str], avoid: frozenset[str] = frozenset()) -> list[int]:
+    """Indices of the texts that repeat the incumbent, a text to avoid or an earlier text
+    (whitespace aside)."""
+    seen = {prompt_key(incumbent)} | set(avoid)
     repeats = []
     for i, text in enumerate(texts):
-        key = " ".join(text.split())
+        key = prompt_key(text)
         if key in seen:
             repeats.append(i)
         seen.add(key)

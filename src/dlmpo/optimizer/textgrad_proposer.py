@@ -42,7 +42,8 @@ class TextGradProposer:
     def prompt_token_limit(self) -> None:  # a chat model's context is far beyond a prompt's
         return None
 
-    async def propose(self, incumbent: str, context: list[ContextItem], k: int, round_index: int) -> list[Proposal]:
+    async def propose(self, incumbent: str, context: list[ContextItem], k: int, round_index: int, *,
+                      avoid: frozenset[str] = frozenset()) -> list[Proposal]:
         traces = render_traces(context)
         start = time.perf_counter()
         critique = await self.model.chat(ChatRequest(
