@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "recipes" / "embedded_dlm"))
 
 from common import report  # noqa: E402
 from embedded_dlm import open_model  # noqa: E402
-from make_bias_data import biased_traces  # noqa: E402
+from make_bias_data import biased_traces, rows_by_label  # noqa: E402
 
 from dlmpo.catalog import get_task  # noqa: E402
 from dlmpo.dlm import ContextItem, SamplerConfig, infill  # noqa: E402
@@ -52,9 +52,7 @@ def main() -> None:
         model = open_model(spec)
         for name in args.tasks.split(","):
             task = get_task(name, args.data_dir)
-            by_label: dict = {}
-            for ex in task.examples("val"):
-                by_label.setdefault(ex.label, []).append(ex)
+            by_label = rows_by_label(task.examples("val"))
             counts = {"follows": 0, "against": 0, "none": 0}
             began = time.perf_counter()
             for i in range(args.contexts):

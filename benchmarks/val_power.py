@@ -57,8 +57,8 @@ def main() -> None:
         passed = 0
         for d in range(args.draws):
             idx = random.Random(d).sample(range(n), size)
-            w, l = paired([chal[i] for i in idx], [seed[i] for i in idx])
-            passed += sign_test(w, l) <= args.level
+            won, lost = paired([chal[i] for i in idx], [seed[i] for i in idx])
+            passed += sign_test(won, lost) <= args.level
         rows.append({"val pool": size, "accepted": round(passed / args.draws, 3)})
     report(f"val_power_{args.task}", rows, {
         "task": args.task, "target": args.target, "level": args.level, "draws": args.draws, "val_split": n,

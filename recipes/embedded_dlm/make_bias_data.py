@@ -16,11 +16,10 @@ rows of the first stage's `train.jsonl`, so the model keeps what it knew):
 from __future__ import annotations
 
 import argparse
-import json
 import random
 from pathlib import Path
 
-from make_data import GUIDANCE, PARAPHRASES
+from make_data import GUIDANCE, PARAPHRASES, read_jsonl, write_jsonl
 
 from dlmpo.catalog import get_task
 
@@ -66,6 +65,13 @@ def corrective_sentence(task_name: str, x: str, y: str, rng: random.Random) -> s
     return rng.choice(CORRECTIONS).format(cue=rng.choice(LABEL_CUES[task_name][y]), x=x, y=y)
 
 
+def rows_by_label(examples) -> dict:
+    grouped: dict = {}
+    for ex in examples:
+        grouped.setdefault(ex.label, []).append(ex)
+    return grouped
+
+
 def biased_traces(task, rows_by_label: dict, x: str, y: str, rng: random.Random) -> list[dict]:
     """Failures first, as the optimizer shows them: most are gold Y answered X; then a success or two."""
     n = rng.randint(3, 6)
@@ -106,17 +112,14 @@ def main():
     bias = []
     for name in LABEL_CUES:
         task = get_task(name, args.data_dir)
-        rows_by_label: dict = {}
-        for ex in task.examples("train"):
-            rows_by_label.setdefault(ex.label, []).append(ex)
-        bias += [bias_canvas(name, task, rows_by_label, rng) for _ in range(args.rows)]
-    first_stage = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines() if line.strip()]
+        by_label = rows_by_label(task.examples("train"))
+        bias += [bias_canvas(name, task, by_label, rng) for _ in range(args.rows)]
+    first_stage = read_jsonl(out / "train.jsonl")
     mixed = bias + rng.sample(first_stage, round(len(bias) * (1 - args.share) / args.share))
     rng.shuffle(bias)
     rng.shuffle(mixed)
-    for file, rows in (("bias.jsonl", bias), ("finetune.jsonl", mixed)):
-        (out / file).write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-        print(f"{out / file}: {len(rows)} rows")
+    write_jsonl(out / "bias.jsonl", bias)
+    write_jsonl(out / "finetune.jsonl", mixed)
 
 
 if __name__ == "__main__":

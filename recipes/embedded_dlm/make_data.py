@@ -87,6 +87,15 @@ GUIDANCE = [
 ]
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    print(f"{path}: {len(rows)} rows")
+
+
 def english(text: str) -> bool:
     words = re.findall(r"[a-z]+", text.lower())
     common = {"the", "and", "of", "to", "a", "is", "are", "with", "about", "or", "in", "you", "for", "whether", "if"}
@@ -208,16 +217,15 @@ def main():
     train += [{"prompt": d} for d in descriptions[cut:] for _ in range(3)]
 
     if args.self_instruct.is_file():
-        train += [json.loads(line) for line in args.self_instruct.read_text().splitlines() if line.strip()]
+        train += read_jsonl(args.self_instruct)
     kept = out / "heldout.jsonl"
     if kept.is_file():  # the committed held-out set stays the yardstick whatever --task-rows draws
-        held_out = [json.loads(line) for line in kept.read_text().splitlines() if line.strip()]
+        held_out = read_jsonl(kept)
         unseen = {r["prompt"] for r in held_out}
         train = [r for r in train if r["prompt"] not in unseen]
     rng.shuffle(train)
-    for name, rows in (("train.jsonl", train), ("heldout.jsonl", held_out)):
-        (out / name).write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-        print(f"{out / name}: {len(rows)} rows")
+    write_jsonl(out / "train.jsonl", train)
+    write_jsonl(out / "heldout.jsonl", held_out)
 
 
 if __name__ == "__main__":
