@@ -41,9 +41,26 @@ def test_a_huge_allocation_fails_under_the_memory_limit():
     "    import socket\n    socket.create_connection(('example.com', 80))\n",
     "    import _socket\n    _socket.socket()\n",
 ])
-def test_opening_a_network_socket_fails(opening):
-    result = run_program(PROBLEM.program(opening + "    return a + b\n"), LIMITS)
+def test_the_unisolated_backend_still_refuses_sockets_in_python(opening):
+    limits = SandboxLimits(timeout_s=2.0, memory_mb=512, allow_unisolated=True, backend="unisolated")
+    result = run_program(PROBLEM.program(opening + "    return a + b\n"), limits)
     assert not result.passed and "network access is disabled" in result.detail
+
+
+@pytest.mark.parametrize("opening", [
+    "    import socket\n    socket.socket().connect(('127.0.0.1', 9))\n",
+    "    import socket\n    socket.create_connection(('example.com', 80))\n",
+])
+def test_the_isolated_sandbox_has_no_network(opening):
+    result = run_program(PROBLEM.program(opening + "    return a + b\n"), LIMITS)
+    assert not result.passed and ("Error" in result.detail or "error" in result.detail)
+
+
+def test_the_unisolated_backend_runs_only_when_opted_in():
+    from dlmpo.errors import UserError
+
+    with pytest.raises(UserError, match="--allow-unisolated-code"):
+        run_program(PROBLEM.program(PROBLEM.canonical_solution), SandboxLimits(backend="unisolated"))
 
 
 def test_the_parent_process_is_untouched():
