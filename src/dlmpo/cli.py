@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -31,17 +32,25 @@ JSON_OPT = typer.Option(False, "--json", help="Print one machine-readable JSON o
 
 
 def read_prompt(value: str | None, default: str) -> str:
-    """A prompt given as a file path or as literal text."""
+    """A prompt given as a file path or as literal text. Left out (None): `default`, the task's
+    prompt; empty ('' or an empty file): no system prompt, in every command."""
+    from dlmpo.files import read_text
+
     if value is None:
         return default
+    if not value.strip():
+        return ""
     path = Path(value)
     try:
         is_file = "\n" not in value and path.is_file()
+        is_dir = "\n" not in value and not is_file and path.is_dir()
     except OSError:  # text too long to be a file name: it is the prompt itself
-        is_file = False
+        is_file = is_dir = False
+    if is_dir:
+        raise UserError(f"Prompt file {path} is a folder: pass a file or the prompt's text.")
     if not is_file and "\n" not in value and len(value) < 256 and path.suffix in (".txt", ".md", ".prompt"):
         raise UserError(f"Prompt file {path} does not exist.")
-    return path.read_text(encoding="utf-8").strip() if is_file else value
+    return read_text(path, "Prompt").strip() if is_file else value
 
 
 @app.command("eval")
@@ -52,14 +61,15 @@ def eval_command(
     user_model: str = typer.Option("scripted", help="τ-bench user simulator: a chat-model specifier, or scripted (offline)."),
     trials: int = typer.Option(1, min=1, help="τ-bench: episodes per task; pass^1..pass^k are reported."),
     max_steps: int = typer.Option(30, min=1, help="τ-bench: agent actions per episode before it is cut off (scores 0)."),
-    prompt: Optional[str] = typer.Option(None, help="System prompt: a file path or the text itself."),
+    prompt: Optional[str] = typer.Option(None, help="System prompt: a file path or the text itself; '' (or an empty "
+                                                   "file) is no system prompt [default: the task's]."),
     limit: Optional[int] = typer.Option(None, min=1, help="Evaluate only the first N examples."),
     data_dir: Optional[Path] = typer.Option(None, help="Local data directory (else DLMPO_DATA_DIR, else the hub)."),
-    out: Optional[Path] = typer.Option(None, help="Write traces.jsonl and summary.json here."),
+    out: Optional[Path] = typer.Option(None, help="Folder for traces.jsonl and summary.json (checked before the run)."),
     max_tokens: Optional[int] = typer.Option(None, min=1, help="Answer length cap for the target [default: 16; τ-bench 512]."),
     concurrency: Optional[int] = typer.Option(None, min=1, help="Concurrent target calls."),
-    rpm: Optional[float] = typer.Option(None, help="Requests-per-minute limit."),
-    tpm: Optional[float] = typer.Option(None, help="Tokens-per-minute limit."),
+    rpm: Optional[float] = typer.Option(None, help="Requests-per-minute limit, > 0 (leave it out for no limit)."),
+    tpm: Optional[float] = typer.Option(None, help="Tokens-per-minute limit, > 0 (leave it out for no limit)."),
     prices: Optional[Path] = typer.Option(None, help="JSON price table {model: [in, out]} in USD per 1M tokens."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the call cache."),
     soft_prompt: Optional[str] = typer.Option(None, help="Score a DDPT soft prompt instead: RUN_DIR of `dlmpo ddpt train`, "
@@ -73,6 +83,8 @@ def eval_command(
     from dlmpo.evaluate import answer_cap, evaluate
     from dlmpo.lm import open_target
     from dlmpo.lm.pricing import PriceTable
+    from dlmpo.files import check_out_dir, write_text_atomic
+    from dlmpo.lm.ratelimit import check_limits
     from dlmpo.lm.spec import parse_target_spec
     from dlmpo.tasks import is_episodic
 
@@ -82,9 +94,12 @@ def eval_command(
 
         return eval_soft_prompt(ui, soft_prompt, task=task, split=split, limit=limit, target=target,
                                 max_tokens=max_tokens, out=out)
-    parse_target_spec(target)  # a bad specifier fails before any data is read
+    parse_target_spec(target)  # a bad specifier, limit or --out fails before any data is read
     if user_model != "scripted":
         parse_target_spec(user_model)
+    check_limits(rpm=rpm, tpm=tpm, concurrency=concurrency)
+    if out is not None:
+        check_out_dir(out)
     the_task = get_task(task, data_dir)
     episodic = is_episodic(the_task)
     if not episodic and (trials > 1 or user_model != "scripted"):
@@ -152,7 +167,7 @@ def eval_command(
             with (out / "episodes.jsonl").open("w", encoding="utf-8") as f:
                 for ep in the_task.episodes:
                     f.write(json.dumps(episode_json(ep), ensure_ascii=False) + "\n")
-        (out / "summary.json").write_text(json.dumps({**summary, "prompt": system_prompt}, indent=2))
+        write_text_atomic(out / "summary.json", json.dumps({**summary, "prompt": system_prompt}, indent=2))
     ui.print(f"[bold]{the_task.name}/{split}[/bold]  score {result.score:.4f}  n={result.n}  "
              + "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()))
     ui.print(f"parse failures {result.parse_failures}  target failures {result.failures}  "
@@ -313,7 +328,8 @@ def optimize_command(
     max_cost: Optional[float] = typer.Option(None, help="Dollar budget (never exceeded)."),
     max_tokens: Optional[int] = typer.Option(None, help="Token budget (never exceeded)."),
     max_seconds: Optional[float] = typer.Option(None, help="Stop starting rounds after this many seconds."),
-    seed_prompt: Optional[str] = typer.Option(None, "--prompt", help="Seed system prompt: file or text [default: the task's]."),
+    seed_prompt: Optional[str] = typer.Option(None, "--prompt", help="Seed system prompt: file or text; '' (or an empty file) "
+                                                                     "is no system prompt [default: the task's]."),
     data_dir: Optional[Path] = typer.Option(None, help="Local data directory (else DLMPO_DATA_DIR, else the hub)."),
     out: Optional[Path] = typer.Option(None, help="Run directory [default: runs/<task>-<settings hash>]."),
     seed: Optional[int] = typer.Option(None, help="Random seed [default: 0]."),
@@ -615,17 +631,53 @@ def data_fetch_command(
     ui.emit_json({"path": str(path), "ref": ref or PINNED_REF})
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """dlmpo's own warnings as one `warning: ...` line; others as Python prints them."""
+    from dlmpo.errors import DlmpoWarning
+
+    if issubclass(category, DlmpoWarning):
+        print(f"warning: {_one_line(str(message))}", file=sys.stderr)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Click handles usage errors itself (exit 2); our own user errors get one line and exit 2."""
+    """Every user mistake, ours (UserError) or a usage error click finds, is one `error: ...` line
+    on stderr and exit code 2; never a traceback."""
+    try:  # typer >= 0.26 runs its own copy of click
+        from typer._click import exceptions as click
+    except ImportError:  # pragma: no cover
+        from click import exceptions as click
+
+    warnings.showwarning = _show_warning
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="dlmpo", standalone_mode=True)
+        rv = command.main(args=argv, prog_name="dlmpo", standalone_mode=False)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         sys.exit(2)
+    except click.NoArgsIsHelpError as exc:  # `dlmpo`, `dlmpo tau`: the help, as before
+        exc.show()
+        sys.exit(2)
+    except click.ClickException as exc:  # a bad option or value: click's message, on one line
+        hint = f" (see `{exc.ctx.command_path} --help`)" if getattr(exc, "ctx", None) is not None else ""
+        print(f"error: {_one_line(exc.format_message()).rstrip('.')}{hint}.", file=sys.stderr)
+        sys.exit(2)
+    except click.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted: re-run the same command to resume", file=sys.stderr)
         sys.exit(130)
+    if isinstance(rv, int) and not isinstance(rv, bool):  # --help, or a command's exit code
+        sys.exit(rv)
+
+
+_python_showwarning = warnings.showwarning
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import typer
 from dlmpo.console import Output
 from dlmpo.ddpt.config import DDPTConfig
 from dlmpo.errors import UserError
+from dlmpo.files import check_out_dir, check_out_file
 
 ddpt_app = typer.Typer(no_args_is_help=True, help="DDPT: diffusion-driven prompt tuning of soft prompts for code generation.")
 JSON_OPT = typer.Option(False, "--json", help="Print one machine-readable JSON object as the last line.")
@@ -138,6 +139,8 @@ def sample_command(
 
     if sampler is not None and sampler not in SAMPLERS:
         raise UserError(f"Unknown sampler '{sampler}': use ddim or ddpm.")
+    if out is not None:
+        check_out_file(out)
     ui = Output(json_out)
     trained = TrainedSoftPrompt(run_dir, device)
     chosen = None
@@ -174,6 +177,8 @@ def eval_soft_prompt(ui: Output, spec: str, *, task: str, split: str, limit: int
     from dlmpo.ddpt.whitebox import require_white_box
 
     require_white_box(target)
+    if out is not None:
+        check_out_dir(out)
     if not is_code_task(task):
         raise UserError("--soft-prompt needs a code task: humaneval, mbpp, codealpaca, conala or a .jsonl of problems.")
     run_dir, variant = parse_soft_prompt(spec)

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from dlmpo.errors import UserError
+from dlmpo.files import read_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -19,9 +20,7 @@ else:  # pragma: no cover
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"Config file {path} does not exist.")
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, "Config")
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":

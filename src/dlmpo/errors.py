@@ -33,3 +33,7 @@ class FatalTargetError(UserError):
 
 class BudgetExceeded(DlmpoError):
     """An attempt would take the run past its call, token or dollar budget (`lm.budget.Budget`)."""
+
+
+class DlmpoWarning(UserWarning):
+    """Something the user should know that does not stop the work (the CLI prints `warning: ...`)."""

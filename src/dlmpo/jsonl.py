@@ -6,15 +6,14 @@ import json
 from pathlib import Path
 
 from dlmpo.errors import DataError
+from dlmpo.files import read_text
 
 
 def read_objects(path: str | Path, what: str = "Data") -> list[tuple[int, dict]]:
     """(line number, object) for every non-empty line."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{what} file {path} does not exist.")
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(read_text(path, what).splitlines(), 1):
         if not line.strip():
             continue
         try:

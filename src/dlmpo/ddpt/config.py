@@ -3,6 +3,7 @@ half an hour on 2 CPU cores (docs/ddpt.md has the budget)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 from dlmpo.errors import UserError
@@ -76,6 +77,10 @@ class DDPTConfig:
             raise UserError("timesteps must be at least 2.")
         if not 0 <= self.cond_dropout < 1:
             raise UserError("cond-dropout must be in [0, 1).")
+        floats = ("lr", "denoiser_lr", "timeout_s", "code_weight", "cond_dropout", "temperature")
+        for name in floats:
+            if not math.isfinite(getattr(self, name)):
+                raise UserError(f"{name.replace('_', '-')} must be a finite number.")
         if self.lr <= 0 or self.denoiser_lr <= 0 or self.timeout_s <= 0:
             raise UserError("lr, denoiser-lr and timeout-s must be positive.")
         if self.samples > 1 and self.temperature <= 0:
@@ -91,3 +96,19 @@ class DDPTConfig:
     def from_json(cls, data: dict) -> DDPTConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+    @classmethod
+    def from_run(cls, settings: object, source: str) -> DDPTConfig:
+        """The settings saved in a run's config.json, checked (types and values)."""
+        if not isinstance(settings, dict):
+            raise UserError(f"{source} is damaged: its 'settings' are not an object.")
+        defaults = cls()
+        for f in fields(cls):
+            value, default = settings.get(f.name, getattr(defaults, f.name)), getattr(defaults, f.name)
+            kinds = (int, float) if isinstance(default, float) else int if default is None else type(default)
+            if value is not None and (isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, kinds)):
+                raise UserError(f"{source} is damaged: '{f.name}' is {value!r}.")
+        try:
+            return cls.from_json(settings).validate()
+        except UserError as exc:
+            raise UserError(f"{source} is damaged: {exc}") from None

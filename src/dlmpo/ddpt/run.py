@@ -37,6 +37,7 @@ from dlmpo.ddpt.scoring import GenerationSettings, progress_units, score_conditi
 from dlmpo.ddpt.soft_prompt import SoftPromptSpace
 from dlmpo.ddpt.whitebox import WhiteBoxLM, require_white_box
 from dlmpo.errors import UserError
+from dlmpo.files import load_torch, read_json
 from dlmpo.runs.rundir import RunDir
 
 STAGE_FILES = ("features", "prompt_tuning", "directions", "denoiser")
@@ -60,8 +61,25 @@ def write_json(obj: Any, path: Path) -> None:
 
 
 def load_space(lm: WhiteBoxLM, cfg: DDPTConfig, run_dir: Path) -> SoftPromptSpace:
-    saved = torch.load(run_dir / "space.pt")
-    return SoftPromptSpace(lm, cfg.context, cfg.instruction, saved["projection"])
+    path = Path(run_dir) / "space.pt"
+    projection = load_torch(path, "DDPT file", keys=("projection",))["projection"]
+    expected = (cfg.z_dim, lm.d_model)
+    if not isinstance(projection, torch.Tensor) or projection.dim() != 2 or projection.shape[0] != cfg.z_dim:
+        shape = tuple(projection.shape) if isinstance(projection, torch.Tensor) else type(projection).__name__
+        raise UserError(f"DDPT file {path} is damaged: its projection has shape {shape}, the run's settings need "
+                        f"({expected[0]}, {expected[1]}).")
+    try:
+        return SoftPromptSpace(lm, cfg.context, cfg.instruction, projection)
+    except RuntimeError as exc:
+        raise UserError(f"DDPT file {path} does not fit {cfg.target} ({str(exc).splitlines()[0]}).") from None
+
+
+def load_prior(path: Path) -> DiffusionPrior:
+    state = load_torch(path, "DDPT file")
+    try:
+        return DiffusionPrior.from_state(state)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        raise UserError(f"DDPT file {path} is damaged ({type(exc).__name__}): it is not a denoiser dlmpo wrote.") from None
 
 
 def conditions_of(method: str) -> tuple[str, ...]:
@@ -85,8 +103,11 @@ class DDPTResult:
         path = Path(run_dir) / "result.json"
         if not path.is_file():
             raise UserError(f"{run_dir} holds no finished DDPT run (no result.json).")
-        data = json.loads(path.read_text())
-        return cls(data["run_dir"], data["test"], data["seconds"], data["train_problems"], data["test_problems"])
+        data = read_json(path, "DDPT result")
+        try:
+            return cls(data["run_dir"], data["test"], data["seconds"], data["train_problems"], data["test_problems"])
+        except KeyError as exc:
+            raise UserError(f"{path} is damaged (it lacks {exc}): re-run `dlmpo ddpt train` to write it again.") from None
 
 
 class DDPTRun:
@@ -116,7 +137,7 @@ class DDPTRun:
         resuming = self.dir.bind_config(cfg.to_json(), cfg.to_json())
         if resuming:
             done = [name for name in STAGE_FILES if (self.path / f"{name}.pt").is_file()]
-            tested = json.loads((self.path / "test.json").read_text()) if (self.path / "test.json").is_file() else {}
+            tested = read_json(self.path / "test.json", "DDPT scores") if (self.path / "test.json").is_file() else {}
             self.on_event({"type": "resume", "done": done, "tested": list(tested)})
         if not (self.path / "space.pt").is_file():
             fresh = SoftPromptSpace.create(lm, cfg.context, cfg.instruction, cfg.z_dim, derive_seed(cfg.seed, "projection"))
@@ -157,7 +178,7 @@ class DDPTRun:
     def _features(self, lm: WhiteBoxLM, train: list[EncodedProblem], test: list[CodeProblem]) -> dict:
         path = self.path / "features.pt"
         if path.is_file():
-            return torch.load(path)
+            return load_torch(path, "DDPT file", keys=("train", "test"))
         start, rows = time.perf_counter(), []
         total = len(train) + len(test)
         for i, ids in enumerate([p.prompt_ids for p in train] + [lm.ids(p.prompt) for p in test], 1):
@@ -172,7 +193,7 @@ class DDPTRun:
     def _prompt_tuning(self, space: SoftPromptSpace, train: list[EncodedProblem]) -> torch.Tensor:
         path, cfg = self.path / "prompt_tuning.pt", self.cfg
         if path.is_file():
-            return torch.load(path)["z"]
+            return load_torch(path, "DDPT file", keys=("z",))["z"]
         start = time.perf_counter()
         z, losses = optimise_z(space, train, steps=cfg.prompt_tuning_steps, batch_size=cfg.batch_size, lr=cfg.lr,
                                seed=derive_seed(cfg.seed, "prompt_tuning"),
@@ -188,7 +209,7 @@ class DDPTRun:
         each refined from the prompt-tuning z with its own seeded noise and minibatches."""
         path, cfg = self.path / "directions.pt", self.cfg
         if path.is_file():
-            state = torch.load(path)
+            state = load_torch(path, "DDPT file", keys=("z", "cluster", "losses", "labels"))
         else:
             normalised = (features - features.mean(0)) / features.std(0, unbiased=False).clamp(min=1e-6)
             labels = kmeans(normalised, cfg.clusters, derive_seed(cfg.seed, "clusters"))
@@ -219,7 +240,7 @@ class DDPTRun:
                   directions: dict) -> DiffusionPrior:
         path, cfg = self.path / "denoiser.pt", self.cfg
         if path.is_file():
-            return DiffusionPrior.from_state(torch.load(path))
+            return load_prior(path)
         start, log = time.perf_counter(), []
         settings = DenoiserSettings(cfg.timesteps, cfg.denoiser_hidden, cfg.denoiser_steps, cfg.code_steps,
                                     cfg.code_batch, cfg.code_weight, cfg.cond_dropout, cfg.denoiser_lr)
@@ -239,7 +260,7 @@ class DDPTRun:
     def _evaluate(self, space: SoftPromptSpace, test: list[CodeProblem], features: torch.Tensor,
                   z_pt: torch.Tensor, prior: DiffusionPrior | None) -> dict[str, dict]:
         cfg, path = self.cfg, self.path / "test.json"
-        scores = json.loads(path.read_text()) if path.is_file() else {}
+        scores = read_json(path, "DDPT scores") if path.is_file() else {}
         settings = GenerationSettings(cfg.max_new_tokens, cfg.samples, cfg.temperature, cfg.seed,
                                       SandboxLimits(cfg.timeout_s, cfg.memory_mb))
         (self.path / "generations").mkdir(exist_ok=True)

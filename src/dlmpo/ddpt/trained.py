@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -12,11 +11,12 @@ from dlmpo.code.problems import CodeProblem
 from dlmpo.code.sandbox import SandboxLimits
 from dlmpo.ddpt.conditions import condition_prefixes, pooled_features
 from dlmpo.ddpt.config import DDPTConfig
-from dlmpo.ddpt.diffusion import DiffusionPrior
-from dlmpo.ddpt.run import load_space
+from dlmpo.ddpt.run import load_prior, load_space
 from dlmpo.ddpt.scoring import ConditionScore, GenerationSettings, progress_units, score_condition
 from dlmpo.ddpt.whitebox import WhiteBoxLM
 from dlmpo.errors import UserError
+from dlmpo.files import load_torch
+from dlmpo.runs.rundir import RunDir
 
 VARIANTS = ("prompt_tuning", "ddpt", "ddpt_conditioned")
 
@@ -33,15 +33,17 @@ class TrainedSoftPrompt:
     def __init__(self, run_dir: str | Path, device: str | None = None):
         self.path = Path(run_dir)
         config = self.path / "config.json"
-        if not config.is_file() or not (self.path / "space.pt").is_file():
+        if not self.path.is_dir() or not config.exists() or not (self.path / "space.pt").exists():
             raise UserError(f"{self.path} holds no DDPT run: train one with `dlmpo ddpt train --out {self.path}`.")
-        self.cfg = DDPTConfig.from_json(json.loads(config.read_text())["settings"])
+        # every file is checked before the model loads
+        self.cfg = DDPTConfig.from_run(RunDir(self.path).saved_config()["settings"], str(config))
+        pt = self.path / "prompt_tuning.pt"
+        self.prompt_tuning_z = load_torch(pt, "DDPT file", keys=("z",))["z"] if pt.is_file() else None
+        prior = self.path / "denoiser.pt"
+        self.prior = load_prior(prior) if prior.is_file() else None
+        load_torch(self.path / "space.pt", "DDPT file", keys=("projection",))
         self.lm = WhiteBoxLM(self.cfg.target, device)
         self.space = load_space(self.lm, self.cfg, self.path)
-        pt = self.path / "prompt_tuning.pt"
-        self.prompt_tuning_z = torch.load(pt)["z"] if pt.is_file() else None
-        prior = self.path / "denoiser.pt"
-        self.prior = DiffusionPrior.from_state(torch.load(prior)) if prior.is_file() else None
 
     @property
     def variants(self) -> list[str]:

@@ -11,6 +11,7 @@ from typing import Callable
 
 import torch
 
+from dlmpo.devices import check_device
 from dlmpo.errors import ModelSpecError, UserError
 from dlmpo.lm.spec import parse_target_spec
 
@@ -42,7 +43,7 @@ class WhiteBoxLM:
         else:
             path = arg
         self.target = target
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = check_device(device) or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(path))
             model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)

@@ -10,12 +10,13 @@ from abc import ABC, abstractmethod
 
 import torch
 
+from dlmpo.devices import check_device
 from dlmpo.dlm.modeling import KV, BidirectionalLM, attention_pattern
 
 
 def pick_device(device: str | None = None) -> torch.device:
-    if device:
-        return torch.device(device)
+    if device is not None:
+        return torch.device(check_device(device))
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 

@@ -32,6 +32,7 @@ import torch
 from dlmpo.dlm.base import DiffusionLM, HFMaskedDLM, NativeDLM, pick_device, pick_dtype
 from dlmpo.dlm.modeling import BidirectionalLM, TransformerConfig
 from dlmpo.errors import ModelSpecError, UserError
+from dlmpo.files import read_json
 
 DLM_SPEC_HELP = ("embedded, dream:<repo-or-path>, llada:<repo-or-path>, mlm:<repo-or-path>, smollm2:base or "
                  "tiny-random:<dream|llada|mlm>")
@@ -57,6 +58,10 @@ MLM_TEMPLATE = (
 
 
 def load_dlm(spec: str, device: str | None = None, adapter: str | Path | None = None) -> DiffusionLM:
+    if adapter is not None:  # a broken adapter folder fails before the base model loads
+        from dlmpo.dlm.adapter import read_adapter
+
+        read_adapter(adapter)
     model = _load_base(spec.strip(), device)
     if adapter is not None:
         from dlmpo.dlm.adapter import load_adapter
@@ -331,7 +336,7 @@ def _read_config(folder: Path) -> dict:
     path = folder / "config.json"
     if not path.is_file():
         raise UserError(f"No config.json in {folder}.")
-    return json.loads(path.read_text())
+    return read_json(path, "Model config")
 
 
 def _checkpoint_tokenizer(folder: Path, mask_token: str, chat_template: str):

@@ -15,6 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+from dlmpo.devices import check_device
 from dlmpo.errors import ModelSpecError, TargetError
 from dlmpo.lm.tool_prompt import parse_tool_calls, render_messages
 from dlmpo.lm.types import ChatRequest, ChatResponse, Usage
@@ -82,7 +83,7 @@ class LocalBackend:
 
         self.batch_size = batch_size
         self.share_prefix = share_prefix
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = check_device(device) or ("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = resolve_dtype(dtype, self.device)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(path))

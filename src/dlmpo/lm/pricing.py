@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from dlmpo.errors import UserError
+from dlmpo.files import read_json
 from dlmpo.lm.types import Usage
 
 # USD per 1M tokens (input, output), public list prices.
@@ -43,15 +44,18 @@ class PriceTable:
     def from_file(cls, path: str | Path) -> PriceTable:
         """A JSON object {model: [input_usd_per_1M, output_usd_per_1M]}."""
         path = Path(path)
+        raw = read_json(path, "Price", expect=None)
         try:
-            raw = json.loads(path.read_text())
             overrides = {str(k): (float(v[0]), float(v[1])) for k, v in raw.items()}
-        except FileNotFoundError:
-            raise UserError(f"Price file {path} does not exist.") from None
-        except (ValueError, TypeError, IndexError, AttributeError):
+            if any(len(v) != 2 for v in raw.values()):
+                raise ValueError
+        except (ValueError, TypeError, IndexError, KeyError, AttributeError):
             raise UserError(
                 f"Price file {path} must be a JSON object {{model: [input_usd_per_1M, output_usd_per_1M]}}."
             ) from None
+        bad = [k for k, (i, o) in overrides.items() if not (0 <= i < math.inf and 0 <= o < math.inf)]
+        if bad:
+            raise UserError(f"Price file {path}: the prices of '{bad[0]}' must be finite numbers >= 0.")
         return cls(overrides)
 
     def price(self, model_name: str, local: bool) -> Price | None:

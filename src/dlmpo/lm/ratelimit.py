@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+
+from dlmpo.errors import UserError
 
 
 class TokenBucket:
@@ -37,8 +40,19 @@ class TokenBucket:
                 waited += delay
 
 
+def check_limits(*, rpm: float | None = None, tpm: float | None = None, concurrency: int | None = None) -> None:
+    """One meaning everywhere: a limit left out (None) is no limit; a given limit must be > 0 and finite
+    (0 is not "no limit": it would allow nothing)."""
+    for name, value, what in (("rpm", rpm, "requests per minute"), ("tpm", tpm, "tokens per minute")):
+        if value is not None and not (isinstance(value, (int, float)) and 0 < value < math.inf):
+            raise UserError(f"--{name} ({what}) must be a number greater than 0, not {value}: leave it out for no limit.")
+    if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
+        raise UserError(f"--concurrency must be at least 1, not {concurrency}: leave it out for the backend's default.")
+
+
 class RateLimiter:
     def __init__(self, rpm: float | None = None, tpm: float | None = None):
+        check_limits(rpm=rpm, tpm=tpm)
         self.requests = TokenBucket(rpm) if rpm else None
         self.tokens = TokenBucket(tpm) if tpm else None
 

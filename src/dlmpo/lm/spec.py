@@ -15,6 +15,7 @@ from dlmpo.errors import ModelSpecError
 from dlmpo.lm.cache import CallCache
 from dlmpo.lm.managed import ChatModel, RetryPolicy
 from dlmpo.lm.pricing import PriceTable
+from dlmpo.lm.ratelimit import check_limits
 from dlmpo.paths import cache_dir
 
 SPEC_HELP = "embedded, hf:<repo-or-path>, openai:<model> or http(s)://host:port/v1#<model>"
@@ -33,10 +34,27 @@ def parse_target_spec(spec: str) -> tuple[str, str]:
             return prefix[:-1], spec[len(prefix):]
     if spec.startswith(("http://", "https://")):
         base, sep, model = spec.partition("#")
-        if not sep or not model:
+        if not sep or not model.strip():
             raise ModelSpecError(f"Model specifier '{spec}' lacks the model name: write it as {base}#<model>.")
+        check_server_url(base, spec)
         return "http", spec
     raise ModelSpecError(f"Unknown model specifier '{spec}': use {SPEC_HELP}.")
+
+
+def check_server_url(base: str, spec: str) -> None:
+    """The host and port of an OpenAI-compatible server's URL, checked before any work starts."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(base)
+        host, port = parts.hostname, parts.port  # .port raises on a port that is not a number 0..65535
+    except ValueError as exc:
+        raise ModelSpecError(f"Model specifier '{spec}' has a bad server address ({exc}): "
+                             "write it as http://host:port/v1#<model>.") from None
+    if not host or any(c.isspace() for c in base):
+        raise ModelSpecError(f"Model specifier '{spec}' names no server host: write it as http://host:port/v1#<model>.")
+    if port == 0:
+        raise ModelSpecError(f"Model specifier '{spec}' has port 0: write it as http://host:port/v1#<model>.")
 
 
 def open_target(
@@ -52,6 +70,7 @@ def open_target(
     batch_size: int = 32,
 ) -> ChatModel:
     kind, arg = parse_target_spec(spec)
+    check_limits(rpm=rpm, tpm=tpm, concurrency=concurrency)  # before a model loads
     prices = prices or PriceTable()
     if kind in ("embedded", "hf"):
         from dlmpo.lm.local_backend import LocalBackend

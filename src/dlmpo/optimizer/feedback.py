@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from dlmpo.errors import UserError
+from dlmpo.files import read_text
 from dlmpo.lm import ChatModel, ChatRequest
 from dlmpo.tasks import Trace
 
@@ -86,10 +87,9 @@ class HumanFeedback:
         self.by_example: dict[str, str] = {}
         if notes_file:
             path = Path(notes_file)
-            if not path.is_file():
-                raise UserError(f"Human notes file {path} does not exist.")
+            text = read_text(path, "Human notes")
             if path.suffix == ".jsonl":
-                for n, line in enumerate(path.read_text().splitlines(), 1):
+                for n, line in enumerate(text.splitlines(), 1):
                     if line.strip():
                         try:
                             row = json.loads(line)
@@ -97,7 +97,7 @@ class HumanFeedback:
                         except (json.JSONDecodeError, KeyError, TypeError):
                             raise UserError(f"{path}, line {n}: expected {{\"example_id\", \"note\"}}.") from None
             else:
-                self.general = path.read_text().strip()
+                self.general = text.strip()
         elif not sys.stdin.isatty():
             raise UserError("feedback 'human' needs a terminal or --human-notes FILE.")
         self.interactive = notes_file is None

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from dlmpo.errors import UserError
+from dlmpo.files import write_text_atomic
 from dlmpo.optimizer.selection import Verdict
 
 
@@ -78,7 +79,7 @@ class OptimizeResult:
         return {**asdict(self), "rounds": [r.to_json() for r in self.rounds]}
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_json(), indent=2, ensure_ascii=False))
+        write_text_atomic(path, json.dumps(self.to_json(), indent=2, ensure_ascii=False))
 
     @classmethod
     def from_json(cls, data: dict) -> OptimizeResult:
@@ -91,9 +92,11 @@ class OptimizeResult:
         path = Path(path)
         if path.is_dir():
             path = path / "result.json"
+        if not path.is_file():
+            raise UserError(f"{path.parent} holds no finished run (no result.json).")
         try:
-            return cls.from_json(json.loads(path.read_text()))
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            return cls.from_json(json.loads(path.read_text(encoding="utf-8")))
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError, ValueError) as exc:
             raise UserError(f"{path} is not a result of `dlmpo optimize` ({type(exc).__name__}: {exc}): "
                             "re-run the same command to write it again.") from None
 

@@ -39,7 +39,9 @@ class RunSession:
         self.on_event = on_event or (lambda e: None)
         self.on_progress = on_progress or (lambda what, done, total: None)  # transient: never logged
         self.task = task or get_task(settings.task, settings.data_dir)
-        self.seed_prompt = settings.seed_prompt or self.task.seed_prompt
+        # None: the task's seed prompt; "" (or blank): no system prompt, as in `dlmpo eval --prompt ''`
+        seed = settings.seed_prompt
+        self.seed_prompt = self.task.seed_prompt if seed is None else (seed if seed.strip() else "")
         rng = random.Random(f"{settings.seed}:pools")
         train, val = self.task.examples("train"), self.task.examples("val")
         self.train_pool = rng.sample(train, min(settings.train_size, len(train)))

@@ -17,7 +17,7 @@ STRATEGIES = ("append", "span", "sentence", "regrow")
 
 
 class OptimizeSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     task: str = "sst2"
     target: str = "embedded"
@@ -26,7 +26,7 @@ class OptimizeSettings(BaseModel):
     proposer: Literal["dlm", "ar", "textgrad"] = "dlm"
     optimizer_model: str = Field("embedded", description="chat model of the ar and textgrad proposers")
     data_dir: str | None = None
-    seed_prompt: str | None = None
+    seed_prompt: str | None = Field(None, description="None: the task's; '' (or blank): no system prompt")
 
     rounds: int = Field(5, ge=1)
     candidates: int = Field(4, ge=1)
@@ -99,6 +99,16 @@ class OptimizeSettings(BaseModel):
             raise ValueError(f"unknown remasking rule '{value}': use {', '.join(ALGS)}")
         return value
 
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str | None) -> str | None:
+        from dlmpo.devices import check_device
+
+        try:
+            return check_device(value)
+        except UserError as exc:
+            raise ValueError(str(exc).rstrip(".")) from None
+
     def identity(self) -> dict:
         """The settings that define the result: a resumed run must match them. How far a run goes
         (rounds, budgets, time, patience) is left out, so that the same command with a larger
@@ -112,7 +122,10 @@ def load_settings(config_file: str | Path | None, overrides: dict) -> OptimizeSe
     base: dict = {}
     if config_file:
         raw = read_config_file(config_file)
-        base = dict(raw.get("optimize", raw))
+        base = raw.get("optimize", raw)
+        if not isinstance(base, dict):
+            raise UserError(f"Config file {config_file}: [optimize] must be a table of settings.")
+        base = dict(base)
     merged = {**base, **{k: v for k, v in overrides.items() if v is not None}}
     try:
         settings = OptimizeSettings.model_validate(merged)

@@ -9,12 +9,12 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from dlmpo.errors import UserError
+from dlmpo.files import append_line, check_out_dir, read_json, write_text_atomic
 
 
 class RunDir:
@@ -31,9 +31,9 @@ class RunDir:
 
     def bind_config(self, identity: dict[str, Any], full: dict[str, Any]) -> bool:
         """Write config.json, or check a resumed run against it. Returns True when resuming."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        if self.config_file.is_file():
-            saved = json.loads(self.config_file.read_text())
+        check_out_dir(self.path, "Run directory")
+        if self.config_file.exists():
+            saved = self.saved_config()
             if saved.get("identity") != identity:
                 changed = sorted(k for k in identity if saved.get("identity", {}).get(k) != identity[k])
                 raise UserError(
@@ -41,34 +41,46 @@ class RunDir:
                     "use a new --out, or the same settings to resume it."
                 )
             if saved.get("settings") != full:  # a continuation with more rounds or budget
-                self.config_file.write_text(json.dumps({"identity": identity, "settings": full}, indent=2))
+                write_text_atomic(self.config_file, json.dumps({"identity": identity, "settings": full}, indent=2))
             return True
-        self.config_file.write_text(json.dumps({"identity": identity, "settings": full}, indent=2))
+        if self.events():  # events without their settings: nothing says what they belong to
+            raise UserError(f"{self.path} holds events.jsonl but no config.json, so its settings are unknown: "
+                            "use a new --out.")
+        write_text_atomic(self.config_file, json.dumps({"identity": identity, "settings": full}, indent=2))
         return False
+
+    def saved_config(self) -> dict[str, Any]:
+        """config.json, checked: an object with the 'identity' and 'settings' objects dlmpo writes."""
+        try:
+            saved = read_json(self.config_file, "Run config")
+        except UserError as exc:
+            raise UserError(f"The run's config.json is damaged ({str(exc).rstrip('.')}): restore it, "
+                            "or use a new --out.") from None
+        if not all(isinstance(saved.get(k), dict) for k in ("identity", "settings")):
+            raise UserError(f"{self.config_file} is not a run config of dlmpo (it lacks 'identity' or 'settings'): "
+                            "restore it, or use a new --out.")
+        return saved
 
     def append(self, event: dict[str, Any]) -> None:
         line = json.dumps({"time": round(time.time(), 3), **event}, ensure_ascii=False)
         self.path.mkdir(parents=True, exist_ok=True)
-        with self.events_file.open("a", encoding="utf-8") as f:
-            f.write(line + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_line(self.events_file, line)
 
     def events(self) -> list[dict[str, Any]]:
         if not self.events_file.is_file():
             return []
         out = []
-        for line in self.events_file.read_text(encoding="utf-8").splitlines():
+        for line in self.events_file.read_bytes().decode("utf-8", errors="replace").splitlines():
             try:
-                out.append(json.loads(line))
+                event = json.loads(line)
             except json.JSONDecodeError:  # a line cut by a kill: the rest of the log is still good
                 continue
+            if isinstance(event, dict):
+                out.append(event)
         return out
 
     def write_best(self, prompt: str) -> None:
-        tmp = self.best_prompt_file.with_suffix(".tmp")
-        tmp.write_text(prompt + "\n", encoding="utf-8")
-        os.replace(tmp, self.best_prompt_file)
+        write_text_atomic(self.best_prompt_file, prompt + "\n")
 
 
 def default_run_dir(identity: dict) -> Path:

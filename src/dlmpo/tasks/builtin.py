@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from dlmpo.errors import DataError, UserError
+from dlmpo.files import read_lines
 from dlmpo.tasks.base import Example, SplitSet
 from dlmpo.tasks.classification import ClassificationTask
 
@@ -22,8 +23,7 @@ def _detok(text: str) -> str:
 def _read_lines(path: Path) -> list[str]:
     if not path.is_file():
         raise DataError(f"Data file {path} does not exist: check --data-dir or DLMPO_DATA_DIR.")
-    with path.open(encoding="utf-8") as f:
-        return f.read().splitlines()
+    return read_lines(path, "Data")
 
 
 def _sst2_file(path: Path, split: str) -> list[Example]:

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from dlmpo.configfile import describe_validation_error, read_config_file
 from dlmpo.errors import DataError, UserError
+from dlmpo.files import read_text
 from dlmpo.jsonl import read_objects
 from dlmpo.tasks.base import Example, Graded, SplitSet, TemplatedSplits
 from dlmpo.tasks.classification import ClassificationTask
@@ -72,12 +73,17 @@ def _read_rows(path: Path, cfg: CustomTaskConfig, split: str) -> list[Example]:
     needed = [*cfg.input_fields, cfg.label_field]
     rows: list[tuple[int, dict]] = []
     if path.suffix.lower() == ".csv":
-        with path.open(encoding="utf-8", newline="") as f:
+        import io
+
+        with io.StringIO(read_text(path, "Data"), newline="") as f:
             reader = csv.DictReader(f)
-            missing = [k for k in needed if k not in (reader.fieldnames or [])]
-            if missing:
-                raise DataError(f"{path}: the header lacks the column(s) {', '.join(missing)}.")
-            rows = [(n, row) for n, row in enumerate(reader, 2)]
+            try:
+                missing = [k for k in needed if k not in (reader.fieldnames or [])]
+                if missing:
+                    raise DataError(f"{path}: the header lacks the column(s) {', '.join(missing)}.")
+                rows = [(n, row) for n, row in enumerate(reader, 2)]
+            except csv.Error as exc:
+                raise DataError(f"{path}, line {reader.line_num}: not valid CSV ({exc}).") from None
     elif path.suffix.lower() in (".jsonl", ".json"):
         rows = read_objects(path)
     else:

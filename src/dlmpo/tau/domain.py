@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dlmpo.errors import UserError
+from dlmpo.files import read_json, read_text
 from dlmpo.paths import cache_dir
 from dlmpo.tau.airline_tools import AIRLINE_TOOLS, AIRLINE_WRITE_TOOLS
 from dlmpo.tau.retail_tools import RETAIL_TOOLS, RETAIL_WRITE_TOOLS
@@ -88,10 +89,7 @@ def record_digest(value: Any) -> str:
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno}).") from None
+    return read_json(path, "τ-bench", expect=None)
 
 
 def default_tau_dir() -> Path:
@@ -125,4 +123,4 @@ def load_domain(name: str, data_dir: str | Path | None = None) -> Domain:
             tasks[split] = [TauTask.from_json(name, split, i, t) for i, t in enumerate(_read_json(path))]
     if not tasks:
         raise UserError(f"τ-bench {name} domain at {root} has no tasks_<split>.json file.")
-    return Domain(name, root, (root / "policy.md").read_text(encoding="utf-8"), schemas, tasks, tables)
+    return Domain(name, root, read_text(root / "policy.md", "τ-bench policy"), schemas, tasks, tables)

@@ -6,12 +6,12 @@ the reward is recomputed from the final database and the agent's replies."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dlmpo.errors import UserError
+from dlmpo.files import read_json
 from dlmpo.tau.domain import Domain, TauTask
 from dlmpo.tau.environment import Environment
 from dlmpo.tau.reward import GoldHashes, score
@@ -48,12 +48,7 @@ class ReplayReport:
 
 def load_trajectories(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"Trajectory file {path} does not exist.")
-    try:
-        episodes = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno}).") from None
+    episodes = read_json(path, "Trajectory", expect=None)
     if not isinstance(episodes, list) or not all(isinstance(e, dict) and "traj" in e for e in episodes):
         raise UserError(f"{path}: expected a list of recorded episodes {{task_id, reward, info, traj}}.")
     return episodes
@@ -104,4 +99,10 @@ def replay_episode(episode: dict[str, Any], domain: Domain, gold: GoldHashes) ->
 
 def replay(path: str | Path, domain: Domain) -> ReplayReport:
     gold = GoldHashes(domain)
-    return ReplayReport([replay_episode(e, domain, gold) for e in load_trajectories(path)])
+    episodes = []
+    for i, e in enumerate(load_trajectories(path)):
+        try:
+            episodes.append(replay_episode(e, domain, gold))
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise UserError(f"{path}: recorded episode {i} is malformed ({type(exc).__name__}: {exc}).") from None
+    return ReplayReport(episodes)

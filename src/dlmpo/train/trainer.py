@@ -15,6 +15,7 @@ resumes it; `steps` may then be raised to continue a finished run."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import time
@@ -24,11 +25,13 @@ from typing import Callable
 
 import torch
 
+from dlmpo.devices import check_device
 from dlmpo.dlm import DiffusionLM, load_dlm
 from dlmpo.dlm.adapter import MASK_ROW, add_lora, attention_kind, configure_for, input_embeddings
 from dlmpo.dlm.base import NativeDLM
 from dlmpo.dlm.modeling import attention_pattern
 from dlmpo.errors import UserError
+from dlmpo.files import end_cut_line, load_torch, read_json
 from dlmpo.train.data import Encoded, collate, encode_rows, read_rows
 from dlmpo.train.objective import MASKINGS, apply_masks, loss_rows, maskable, masked_loss
 
@@ -77,7 +80,14 @@ class TrainConfig:
             raise UserError("span_fraction must be in [0, 1].")
         if self.time_limit is not None and self.time_limit <= 0:
             raise UserError("time_limit must be positive.")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise UserError(f"lr must be a number greater than 0, not {self.lr}.")
+        if self.warmup < 0:
+            raise UserError("warmup must not be negative.")
+        if self.lora_alpha < 1:
+            raise UserError("lora_alpha must be at least 1.")
         attention_kind(self.attention)
+        check_device(self.device)
 
     def identity(self) -> dict:
         volatile = ("device", "eval_every", "save_every", "steps", "time_limit", "init_from")
@@ -202,8 +212,8 @@ class Trainer:
     def _bind(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
         path = self.out / "train_config.json"
-        if path.is_file():
-            saved = json.loads(path.read_text())
+        if path.exists():
+            saved = read_json(path, "Training config")
             if {k: saved.get(k) for k in self.cfg.identity()} != self.cfg.identity():
                 changed = sorted(k for k, v in self.cfg.identity().items() if saved.get(k) != v)
                 raise UserError(f"{self.out} holds a training run with other settings ({', '.join(changed)}): "
@@ -215,15 +225,17 @@ class Trainer:
 
         cfg = self.cfg
         began = time.perf_counter()
+        rows = read_rows(cfg.data)  # the data is checked before anything is written or loaded
+        held_rows = read_rows(cfg.eval_data) if cfg.eval_data else []
         self._bind()
         torch.manual_seed(cfg.seed)
         dlm = load_dlm(cfg.dlm, cfg.device)
         configure_for(dlm, cfg.attention)
-        train, dropped = encode_rows(dlm, read_rows(cfg.data), cfg.max_length)
+        train, dropped = encode_rows(dlm, rows, cfg.max_length)
         if not train:
             raise UserError(f"No training example of {cfg.data} fits in {cfg.max_length} tokens.")
         lengths = [len(e.input_ids) for e in train]
-        held_out, held_dropped = encode_rows(dlm, read_rows(cfg.eval_data), cfg.max_length) if cfg.eval_data else ([], 0)
+        held_out, held_dropped = encode_rows(dlm, held_rows, cfg.max_length) if cfg.eval_data else ([], 0)
         if cfg.lora:
             add_lora(dlm, cfg.lora_rank, cfg.lora_alpha)
         else:
@@ -236,9 +248,11 @@ class Trainer:
         ckpt = self.out / "checkpoint.pt"
         step = tokens_seen = 0
         gen = torch.Generator(device=dlm.device).manual_seed(cfg.seed)
-        log = (self.out / "log.jsonl").open("a")
+        end_cut_line(self.out / "log.jsonl")
+        log = (self.out / "log.jsonl").open("a", encoding="utf-8")
         if ckpt.is_file():
-            state = torch.load(ckpt, map_location=dlm.device, weights_only=True)
+            state = load_torch(ckpt, "Checkpoint", keys=("trainable", "optimizer", "schedule", "generator", "step",
+                                                         "tokens_seen"), map_location=dlm.device, weights_only=True)
             weights = state["trainable"]
             if mask_row is not None:
                 with torch.no_grad():
@@ -347,16 +361,25 @@ class Trainer:
         folder = Path(self.cfg.init_from)
         if not (folder / "adapter.safetensors").is_file():
             raise UserError(f"--init-from {folder} holds no adapter.safetensors.")
-        weights = load_file(str(folder / "adapter.safetensors"))
+        try:
+            weights = load_file(str(folder / "adapter.safetensors"))
+        except Exception as exc:
+            raise UserError(f"--init-from {folder / 'adapter.safetensors'} cannot be read ({type(exc).__name__}).") from None
         row = weights.pop(MASK_ROW, None)
-        result = dlm.model.load_state_dict({k: v.to(dlm.device) for k, v in weights.items()}, strict=False)
+        try:
+            result = dlm.model.load_state_dict({k: v.to(dlm.device) for k, v in weights.items()}, strict=False)
+        except RuntimeError:  # size mismatch
+            raise UserError(f"--init-from {folder} was trained on another model or LoRA shape.") from None
         if result.unexpected_keys:
             raise UserError(f"--init-from {folder} was trained on another model or LoRA shape.")
         if mask_row is not None and row is not None:
             with torch.no_grad():
                 mask_row.row.copy_(row)
-        info = json.loads((folder / "train_config.json").read_text()) if (folder / "train_config.json").is_file() else {}
-        step, tokens = int(info.get("step", 0)), int(info.get("tokens_seen", 0))
+        info = read_json(folder / "train_config.json", "Adapter config") if (folder / "train_config.json").is_file() else {}
+        try:
+            step, tokens = int(info.get("step", 0)), int(info.get("tokens_seen", 0))
+        except (TypeError, ValueError):
+            raise UserError(f"--init-from {folder}: train_config.json's step and tokens_seen must be integers.") from None
         gen.manual_seed(self.cfg.seed * 1_000_003 + step)
         return step, tokens
 
@@ -365,9 +388,12 @@ class Trainer:
         if not path.is_file():
             return None
         found = None
-        for line in path.read_text().splitlines():
-            event = json.loads(line)
-            if event.get("type") == "eval" and event.get("step") == step:
+        for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by a kill
+                continue
+            if isinstance(event, dict) and event.get("type") == "eval" and event.get("step") == step:
                 found = {k: event[k] for k in ("loss", "accuracy", "tokens")}
         return found
 
