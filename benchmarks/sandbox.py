@@ -1,0 +1,83 @@
+"""The code sandbox, old (the `unisolated` backend, opted in) vs new (`bwrap`): which hostile
+programs each blocks (tests/support/hostile_programs.py, graded through CodeTask.grade), and the
+cost of isolation per program (median ms of N runs of a trivial passing program).
+
+    python benchmarks/sandbox.py [--runs 100]   # table on stdout, benchmarks/results/sandbox.json
+
+Run as root where a cgroup can be made, the new sandbox caps the whole tree's memory; the JSON says
+which backend limits were in force (cgroup or not)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.support.hostile_programs import ATTACKS, PROBLEM, Arena, grade  # noqa: E402
+
+from dlmpo.code.sandbox import SandboxLimits, run_program  # noqa: E402
+from dlmpo.code.sandbox_cgroup import open_group  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+OLD = SandboxLimits(timeout_s=5.0, allow_unisolated=True, backend="unisolated")
+NEW = SandboxLimits(timeout_s=5.0, backend="bwrap")
+
+
+def timing(limits: SandboxLimits, runs: int) -> dict:
+    program = PROBLEM.program(PROBLEM.canonical_solution)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        assert run_program(program, limits).passed
+        times.append((time.perf_counter() - start) * 1000)
+    return {"median_ms": round(statistics.median(times), 1), "p90_ms": round(sorted(times)[int(0.9 * runs)], 1),
+            "runs": runs}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=100)
+    args = parser.parse_args()
+    group = open_group(2**30, 64)
+    cgroup = f"v{group.version}: {', '.join(group.caps)}" if group else "none"
+    if group:
+        group.close()
+    rows = []
+    arena = Arena()
+    try:
+        for attack in ATTACKS:
+            row = {"attack": attack.name}
+            for label, limits in (("old", OLD), ("new", NEW)):
+                if attack.destructive and label == "old":  # as root, kill -9 -1 kills every process of the machine
+                    row[label], row[f"{label}_evidence"] = "not run", "would kill the host's processes (same uid, same PID namespace)"
+                    continue
+                outcome = grade(attack, arena, limits)
+                row[label] = "blocked" if outcome.blocked else "ESCAPED"
+                row[f"{label}_evidence"] = outcome.evidence
+            rows.append(row)
+    finally:
+        arena.close()
+    old_t, new_t = timing(OLD, args.runs), timing(NEW, args.runs)
+    width = max(len(r["attack"]) for r in rows)
+    print(f"{'attack'.ljust(width)}  old      new")
+    for r in rows:
+        print(f"{r['attack'].ljust(width)}  {r['old'].ljust(7)}  {r['new']}")
+    print(f"\ntrivial passing program, median of {args.runs}: old {old_t['median_ms']} ms, new {new_t['median_ms']} ms "
+          f"(p90 {old_t['p90_ms']} / {new_t['p90_ms']} ms); cgroup {cgroup}; uid {os.geteuid()}; "
+          f"CPUs {os.cpu_count()} (shared with a background job)")
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / "sandbox.json"
+    path.write_text(json.dumps({"attacks": rows, "timing": {"old": old_t, "new": new_t}, "cgroup": cgroup,
+                                "euid": os.geteuid(), "cpus": os.cpu_count(),
+                                "note": "2-core machine shared with a background job"}, indent=2))
+    print(f"written {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""Hostile programs graded through `CodeTask.grade`, as the project calls it: each escape the old
+sandbox allowed is blocked by the bwrap sandbox. bubblewrap must be installed (the README's set-up
+line installs it): without it these tests fail, they never skip."""
+
+import os
+import shutil
+
+import pytest
+
+from dlmpo.code.sandbox import SandboxLimits, choose_backend, run_program, scrub
+from dlmpo.errors import UserError
+from tests.support.hostile_programs import ATTACKS, PROBLEM, SECRET, Arena, grade
+
+LIMITS = SandboxLimits(timeout_s=5.0, memory_mb=1024, disk_mb=64, processes=64)
+
+
+@pytest.fixture(scope="module")
+def arena():
+    if shutil.which("bwrap") is None:
+        pytest.fail("bubblewrap is not installed: run the README's set-up line (apt-get install -y bubblewrap).",
+                    pytrace=False)
+    try:
+        backend = choose_backend(LIMITS)
+    except UserError as e:
+        pytest.fail(f"No isolating sandbox here: {e}", pytrace=False)
+    assert backend.name == "bwrap" and backend.isolating
+    a = Arena()
+    yield a
+    a.close()
+
+
+@pytest.mark.parametrize("attack", ATTACKS, ids=[a.name for a in ATTACKS])
+def test_the_attack_is_blocked(arena, attack):
+    outcome = grade(attack, arena, LIMITS)
+    assert outcome.blocked, f"{attack.name}: {outcome.evidence} (feedback {outcome.feedback!r})"
+    assert SECRET not in outcome.feedback
+    assert arena.victim.poll() is None, "a host process was killed"
+
+
+def test_a_plain_program_still_passes_and_fails_as_before(arena):
+    assert run_program(PROBLEM.program(PROBLEM.canonical_solution), LIMITS).passed
+    wrong = run_program(PROBLEM.program("    return a - b\n"), LIMITS)
+    assert not wrong.passed and "AssertionError" in wrong.detail
+    huge = run_program(PROBLEM.program("    x = bytearray(8 * 2**30)\n    return a + b\n"), LIMITS)
+    assert not huge.passed and "MemoryError" in huge.detail
+
+
+def test_the_child_sees_no_environment_and_no_host_paths(arena):
+    program = ("import os, sys\n"
+               "assert set(os.environ) <= {'PATH', 'LANG', 'HOME', 'PWD', 'LC_CTYPE'}, sorted(os.environ)\n"
+               "assert os.getcwd() == '/tmp' and os.listdir('/tmp') == ['program.py'], os.listdir('/tmp')\n"
+               "assert os.getuid() != 0 and os.getpid() < 10, (os.getuid(), os.getpid())\n"
+               "assert not os.path.exists(" + repr(os.getcwd()) + ")\n")
+    result = run_program(program, LIMITS)
+    assert result.passed, result.detail
+
+
+def test_feedback_is_short_and_scrubbed(arena):
+    assert scrub(f"key {SECRET} here") == "key [redacted] here"
+    result = run_program("raise RuntimeError('x' * 5000)", LIMITS)
+    assert len(result.detail) <= 200
+
+
+def test_no_isolating_backend_refuses_unless_opted_in(monkeypatch):
+    from dlmpo.code import sandbox
+
+    monkeypatch.setattr(sandbox.BACKENDS["bwrap"], "unavailable", lambda: "bwrap missing (test)")
+    monkeypatch.delenv(sandbox.OPT_IN_ENV, raising=False)
+    with pytest.raises(UserError, match="--allow-unisolated-code"):
+        run_program(PROBLEM.program(PROBLEM.canonical_solution), LIMITS)
+    opted = SandboxLimits(timeout_s=5.0, allow_unisolated=True)
+    assert choose_backend(opted).name == "unisolated"
+    assert run_program(PROBLEM.program(PROBLEM.canonical_solution), opted).passed
+    monkeypatch.setenv(sandbox.OPT_IN_ENV, "1")
+    assert choose_backend(LIMITS).name == "unisolated"
+    assert os.environ[sandbox.OPT_IN_ENV] == "1"
