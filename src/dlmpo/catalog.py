@@ -29,8 +29,10 @@ def resolve_data_dir(data_dir: str | Path | None) -> Path | None:
     return path
 
 
-def get_task(name: str, data_dir: str | Path | None = None, split_seed: int = 0) -> Task:
-    """`name` is a built-in task or the path of a task config file (.toml/.json/.yaml)."""
+def get_task(name: str, data_dir: str | Path | None = None, split_seed: int = 0, *,
+             allow_unisolated_code: bool = False) -> Task:
+    """`name` is a built-in task or the path of a task config file (.toml/.json/.yaml).
+    `allow_unisolated_code`: code tasks may run generated code unisolated where no sandbox isolates."""
     if name in BUILTINS:
         return load_builtin(name, resolve_data_dir(data_dir), split_seed)
     if name in TAU_NAMES:
@@ -40,7 +42,7 @@ def get_task(name: str, data_dir: str | Path | None = None, split_seed: int = 0)
     if is_code_task(name):
         from dlmpo.code.task import load_code_task
 
-        return load_code_task(name, split_seed)
+        return load_code_task(name, split_seed, allow_unisolated=allow_unisolated_code)
     if Path(name).suffix.lower() in (".toml", ".json", ".yaml", ".yml"):
         return load_custom(name, split_seed)
     raise UserError(

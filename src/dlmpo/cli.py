@@ -29,6 +29,8 @@ def _root() -> None:
 
 
 JSON_OPT = typer.Option(False, "--json", help="Print one machine-readable JSON object as the last line.")
+UNISOLATED_OPT = typer.Option(False, "--allow-unisolated-code",
+                              help="Code tasks: run generated code without isolation where no sandbox (bwrap) isolates it.")
 
 
 def read_prompt(value: str | None, default: str) -> str:
@@ -74,6 +76,7 @@ def eval_command(
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the call cache."),
     soft_prompt: Optional[str] = typer.Option(None, help="Score a DDPT soft prompt instead: RUN_DIR of `dlmpo ddpt train`, "
                                                         "or RUN_DIR#prompt_tuning|ddpt|ddpt_conditioned (code tasks)."),
+    allow_unisolated_code: bool = UNISOLATED_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
     """Score a system prompt on one split of a task."""
@@ -90,8 +93,9 @@ def eval_command(
 
     ui = Output(json_out)
     if soft_prompt is not None:
-        from dlmpo.cli_ddpt import eval_soft_prompt
+        from dlmpo.cli_ddpt import eval_soft_prompt, allow_unisolated
 
+        allow_unisolated(allow_unisolated_code)
         return eval_soft_prompt(ui, soft_prompt, task=task, split=split, limit=limit, target=target,
                                 max_tokens=max_tokens, out=out)
     parse_target_spec(target)  # a bad specifier, limit or --out fails before any data is read
@@ -100,7 +104,7 @@ def eval_command(
     check_limits(rpm=rpm, tpm=tpm, concurrency=concurrency)
     if out is not None:
         check_out_dir(out)
-    the_task = get_task(task, data_dir)
+    the_task = get_task(task, data_dir, allow_unisolated_code=allow_unisolated_code)
     episodic = is_episodic(the_task)
     if not episodic and (trials > 1 or user_model != "scripted"):
         raise UserError("--trials and --user-model apply to τ-bench tasks only.")
@@ -338,6 +342,7 @@ def optimize_command(
     config: Optional[Path] = typer.Option(None, help="TOML/JSON/YAML file of settings (flags override it)."),
     sets: Optional[list[str]] = SET_OPT,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the call and cost estimate, then stop."),
+    allow_unisolated_code: bool = UNISOLATED_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
     """Optimize a system prompt with a diffusion language model."""
@@ -356,6 +361,7 @@ def optimize_command(
         val_size=val_size, test_size=test_size, batch_size=batch_size, screen_batch=screen_batch, patience=patience,
         max_calls=max_calls, max_cost=max_cost, max_tokens=max_tokens, max_seconds=max_seconds,
         data_dir=str(data_dir) if data_dir else None, seed=seed, device=device, prices=prices,
+        allow_unisolated_code=allow_unisolated_code or None,
     )
     settings = _settings(config, sets, **overrides)
     if seed_prompt is not None:

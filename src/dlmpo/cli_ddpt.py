@@ -15,6 +15,18 @@ from dlmpo.files import check_out_dir, check_out_file
 
 ddpt_app = typer.Typer(no_args_is_help=True, help="DDPT: diffusion-driven prompt tuning of soft prompts for code generation.")
 JSON_OPT = typer.Option(False, "--json", help="Print one machine-readable JSON object as the last line.")
+UNISOLATED_OPT = typer.Option(False, "--allow-unisolated-code",
+                              help="Run generated code without isolation where no sandbox (bwrap) isolates it.")
+
+
+def allow_unisolated(allowed: bool) -> None:
+    """The opt-in of this process's sandbox (`DLMPO_ALLOW_UNISOLATED_CODE`): DDPT's scoring reads it."""
+    if allowed:
+        import os
+
+        from dlmpo.code.sandbox import OPT_IN_ENV
+
+        os.environ[OPT_IN_ENV] = "1"
 D = DDPTConfig()
 
 
@@ -87,12 +99,14 @@ def train_command(
     timeout_s: float = typer.Option(D.timeout_s, help="Sandbox: seconds per program."),
     memory_mb: int = typer.Option(D.memory_mb, help="Sandbox: address-space limit per program."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, ... (default: cuda when available)."),
+    allow_unisolated_code: bool = UNISOLATED_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
     """Tune soft prompts for code: optimal directions z*, a diffusion model of them, held-out scores."""
     from dlmpo.ddpt.run import DDPTRun
 
     ui = Output(json_out)
+    allow_unisolated(allow_unisolated_code)
     cfg = DDPTConfig(task=task, target=target, method=method, seed=seed, split_seed=split_seed, context=context,
                      instruction=instruction, z_dim=z_dim, train_limit=train_limit, test_limit=test_limit,
                      max_prompt_tokens=max_prompt_tokens, max_solution_tokens=max_solution_tokens, clusters=clusters,

@@ -74,3 +74,41 @@ def test_no_isolating_backend_refuses_unless_opted_in(monkeypatch):
     monkeypatch.setenv(sandbox.OPT_IN_ENV, "1")
     assert choose_backend(LIMITS).name == "unisolated"
     assert os.environ[sandbox.OPT_IN_ENV] == "1"
+
+
+def test_the_opt_in_reaches_code_tasks_from_the_api_settings_and_cli(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from dlmpo.catalog import get_task
+    from dlmpo.cli import app
+    from dlmpo.optimizer.settings import OptimizeSettings, load_settings
+
+    problems = tmp_path / "p.jsonl"
+    problems.write_text(json.dumps({"task_id": "p/1", "prompt": PROBLEM.prompt, "canonical_solution": "    return a + b\n",
+                                    "test": PROBLEM.test, "entry_point": "add"}) + "\n")
+    assert get_task(str(problems)).limits.allow_unisolated is False
+    assert get_task(str(problems), allow_unisolated_code=True).limits.allow_unisolated is True
+    assert load_settings(None, {"allow_unisolated_code": None}).allow_unisolated_code is False
+    assert OptimizeSettings(allow_unisolated_code=True).identity() == OptimizeSettings().identity()
+    for command in (["eval"], ["optimize"], ["ddpt", "train"]):
+        result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200", "NO_COLOR": "1"})
+        assert "--allow-unisolated-code" in result.output, command
+
+
+def test_eval_on_a_code_task_refuses_at_once_without_isolation(tmp_path, monkeypatch, capsys):
+    import json
+
+    from dlmpo.cli import main
+    from dlmpo.code import sandbox
+
+    monkeypatch.setattr(sandbox.BACKENDS["bwrap"], "unavailable", lambda: "bwrap missing (test)")
+    monkeypatch.delenv(sandbox.OPT_IN_ENV, raising=False)
+    problems = tmp_path / "p.jsonl"
+    problems.write_text(json.dumps({"task_id": "p/1", "prompt": PROBLEM.prompt, "canonical_solution": "    return a + b\n",
+                                    "test": PROBLEM.test, "entry_point": "add"}) + "\n")
+    with pytest.raises(SystemExit) as exit_:
+        main(["eval", "--task", str(problems), "--target", "embedded"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "--allow-unisolated-code" in err and "Traceback" not in err

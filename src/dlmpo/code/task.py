@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from dlmpo.code.completion import chat_completion
 from dlmpo.code.problems import CodeProblem, CodeSplits, load_code_problems
-from dlmpo.code.sandbox import SandboxLimits, run_program
+from dlmpo.code.sandbox import SandboxLimits, choose_backend, run_program
 from dlmpo.tasks.base import Example, Graded
 
 SEED_PROMPT = "You are an expert Python programmer. Write correct, complete Python code."
@@ -55,6 +55,10 @@ class CodeTask:
         return {"pass@1": sum(p == "passed" for p in predictions) / len(examples) if examples else 0.0}
 
 
-def load_code_task(name: str, split_seed: int = 0) -> CodeTask:
+def load_code_task(name: str, split_seed: int = 0, allow_unisolated: bool = False) -> CodeTask:
+    """A code task; with tests to run and no sandbox allowed here, UserError now, before any model call."""
     problems = load_code_problems(name, split_seed)
-    return CodeTask(problems.name, problems)
+    limits = SandboxLimits(allow_unisolated=allow_unisolated)
+    if any(p.has_tests for p in problems.train + problems.val + problems.test):
+        choose_backend(limits)
+    return CodeTask(problems.name, problems, limits=limits)

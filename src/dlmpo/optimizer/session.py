@@ -38,7 +38,8 @@ class RunSession:
         self.run_dir = RunDir(out)
         self.on_event = on_event or (lambda e: None)
         self.on_progress = on_progress or (lambda what, done, total: None)  # transient: never logged
-        self.task = task or get_task(settings.task, settings.data_dir)
+        self.task = task or get_task(settings.task, settings.data_dir,
+                                      allow_unisolated_code=settings.allow_unisolated_code)
         # None: the task's seed prompt; "" (or blank): no system prompt, as in `dlmpo eval --prompt ''`
         seed = settings.seed_prompt
         self.seed_prompt = self.task.seed_prompt if seed is None else (seed if seed.strip() else "")

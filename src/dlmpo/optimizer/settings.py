@@ -27,6 +27,8 @@ class OptimizeSettings(BaseModel):
     optimizer_model: str = Field("embedded", description="chat model of the ar and textgrad proposers")
     data_dir: str | None = None
     seed_prompt: str | None = Field(None, description="None: the task's; '' (or blank): no system prompt")
+    allow_unisolated_code: bool = Field(False, description="code tasks: run generated code without isolation where "
+                                        "no isolating sandbox (bwrap) exists")
 
     rounds: int = Field(5, ge=1)
     candidates: int = Field(4, ge=1)
@@ -114,7 +116,7 @@ class OptimizeSettings(BaseModel):
         (rounds, budgets, time, patience) is left out, so that the same command with a larger
         budget or more rounds continues a run and pays only for the new work."""
         return self.model_dump(exclude={"concurrency", "rpm", "tpm", "device", "rounds", "patience", "max_calls",
-                                        "max_cost", "max_tokens", "max_seconds"})
+                                        "max_cost", "max_tokens", "max_seconds", "allow_unisolated_code"})
 
 
 def load_settings(config_file: str | Path | None, overrides: dict) -> OptimizeSettings:
