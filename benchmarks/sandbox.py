@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.support.hostile_programs import ATTACKS, PROBLEM, Arena, grade  # noqa: E402
+from tests.support.hostile_programs import ATTACKS, ENV_NAME, PROBLEM, SECRET, Arena, grade  # noqa: E402
 
 from dlmpo.code.sandbox import SandboxLimits, run_program  # noqa: E402
 from dlmpo.code.sandbox_cgroup import open_group  # noqa: E402
@@ -41,6 +41,8 @@ def timing(limits: SandboxLimits, runs: int) -> dict:
 
 
 def main() -> None:
+    if os.environ.get(ENV_NAME) != SECRET:  # the key must be in this process's initial environment, as a real one is
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, ENV_NAME: SECRET})
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=100)
     args = parser.parse_args()

@@ -110,6 +110,7 @@ def grade(attack: Attack, arena: Arena, limits: SandboxLimits) -> Outcome:
     task = CodeTask("hostile", CodeSplits("hostile", [], [], [PROBLEM]), limits=limits)
     if arena.victim.poll() is not None:  # an earlier attack killed it (the unisolated backend)
         arena.victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    arena.token = f"dlmpo-hostile-{uuid.uuid4().hex[:12]}"  # fresh marks: no attack sees another's leftovers
     before = {"connections": arena.connections}
     graded = task.grade(task.examples("test")[0], answer(attack.program(arena)))
     time.sleep(0.3)  # let the listener count and stray processes show
@@ -154,14 +155,19 @@ def _connect(how: str) -> Callable[[Arena], str]:
 ATTACKS = [
     Attack("environment via /proc/<ppid>/environ", lambda a: f"""
 import os
-seen = []
+found, secret = set(), False
 for pid in [os.getppid(), 1] + [int(p) for p in os.listdir('/proc') if p.isdigit()]:
+    if pid in (0, os.getpid()):
+        continue
     try:
-        seen.append(open(f'/proc/{{pid}}/environ', 'rb').read())
+        data = open(f'/proc/{{pid}}/environ', 'rb').read()
     except OSError:
-        pass
-if any({SECRET[:12]!r}.encode() in s for s in seen) or {ENV_NAME!r} in os.environ:
-    raise RuntimeError('LEAK found the key')
+        continue
+    secret = secret or {SECRET[:12]!r}.encode() in data
+    found |= {{item.split(b'=')[0].decode(errors='replace') for item in data.split(b'\\0') if item}}
+found -= {{'PATH', 'LANG', 'HOME', 'PWD'}}
+if secret or found or {ENV_NAME!r} in os.environ:
+    raise RuntimeError(f'LEAK key={{secret}} ' + ','.join(sorted(found))[:80])
 """, _says("LEAK")),
     Attack("secret printed into feedback", lambda a: f"raise RuntimeError('LEAK ' + {SECRET!r})\n",
            lambda arena, feedback, before: (SECRET not in feedback, feedback[:160])),
@@ -207,11 +213,11 @@ if 'host secret' in data:
 """, _says("ESCAPED")),
     Attack("files: write next to it", lambda a: f"""
 try:
-    open({str(a.folder / 'written.txt')!r}, 'w').write('x')
+    open({str(a.folder / a.token)!r}, 'w').write('x')
 except OSError:
     pass
-""", lambda arena, feedback, before: (not (arena.folder / "written.txt").exists(),
-                                      f"written.txt exists: {(arena.folder / 'written.txt').exists()}")),
+""", lambda arena, feedback, before: (not (arena.folder / arena.token).exists(),
+                                      f"file written outside: {(arena.folder / arena.token).exists()}")),
     Attack("files: parent's run directory via /proc/<ppid>/cwd", lambda a: """
 import os
 try:
