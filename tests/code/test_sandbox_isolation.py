@@ -112,3 +112,14 @@ def test_eval_on_a_code_task_refuses_at_once_without_isolation(tmp_path, monkeyp
         main(["eval", "--task", str(problems), "--target", "embedded"])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and "--allow-unisolated-code" in err and "Traceback" not in err
+
+
+def test_humaneval_canonical_solutions_all_pass_in_the_isolated_sandbox(arena):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from humaneval_sandbox import canonical_results
+
+    ids, statuses, _ = canonical_results("bwrap")
+    assert len(ids) == 164 and [i for i, s in zip(ids, statuses) if s != "passed"] == []
