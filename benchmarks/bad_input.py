@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 NOT_UTF8 = b"caf\xe9 au lait\t1\n"  # Latin-1, as a spreadsheet export might save it
+TASK = b'[task]\nname = "t"\ndata = "%s"\ninput_fields = ["text"]\nlabels = ["a"]\nseed_prompt = "x"\n'
 
 
 def fixtures(tmp: Path) -> dict[str, str]:
@@ -34,7 +35,7 @@ def fixtures(tmp: Path) -> dict[str, str]:
         "latin1.json": b'[{"task_id": 0, "traj": [], "note": "caf\xe9"}]',
         "latin1.txt": b"Classify caf\xe9 reviews.",
         "empty.jsonl": b"",
-        "empty.toml": b"",
+        "unknown_key.toml": b"roundz = 2\n",
         "list.json": b"[1, 2, 3]",
         "list.toml.json": b"[1]",
         "bad.json": b"{not json",
@@ -45,8 +46,8 @@ def fixtures(tmp: Path) -> dict[str, str]:
         "prices_list.json": b'[["gpt", 1]]',
         "traj_object.json": b'{"task_id": 0}',
         "traj_bad_episode.json": b'[{"traj": "not a list", "task_id": "x"}]',
-        "task_cfg_missing_data.toml": b'[task]\nname = "t"\ndata = "nope.jsonl"\ninput_fields = ["text"]\nlabels = ["a"]\nseed_prompt = "x"\n',
-        "task_cfg_latin1.toml": b'[task]\nname = "t"\ndata = "rows_latin1.csv"\ninput_fields = ["text"]\nlabels = ["a"]\nseed_prompt = "x"\n',
+        "task_cfg_missing_data.toml": TASK % b"nope.jsonl",
+        "task_cfg_latin1.toml": TASK % b"rows_latin1.csv",
         "rows_latin1.csv": b"text,label\ncaf\xe9,a\n",
         "task_cfg_bad_metric.toml": b'[task]\nname = "t"\ndata = "x.jsonl"\ninput_fields = ["text"]\nmetric = "f1"\nseed_prompt = "x"\n',
         "chat_bad.jsonl": b'{"messages": "hello"}\n',
@@ -96,6 +97,8 @@ def fixtures(tmp: Path) -> dict[str, str]:
 def cases(f: dict[str, str], data: str) -> list[tuple[str, str, list[str]]]:
     """(class, what is wrong, arguments)."""
     sst2 = ["--task", "sst2", "--data-dir", data]
+    train, fold, bad_rows = ["train", "--dlm", "tiny-random:dream"], f["a_folder"], f["number.jsonl"]
+    replay = ["tau", "replay", "--trajectories"]
     infill = ["infill", "--dlm", "tiny-random:dream", "--text", "x [MASK:2]", "--steps", "2"]
     opt = ["optimize", *sst2, "--dlm", "tiny-random:dream", "--rounds", "1", "--candidates", "1",
            "--train-size", "2", "--val-size", "2", "--test-size", "2"]
@@ -105,13 +108,13 @@ def cases(f: dict[str, str], data: str) -> list[tuple[str, str, list[str]]]:
         ("not-utf8", "infill --context", [*infill, "--context", f["latin1.jsonl"]]),
         ("not-utf8", "infill --examples", [*infill, "--examples", f["latin1.jsonl"]]),
         ("not-utf8", "optimize --config", [*opt, "--config", f["latin1.toml"], "--dry-run"]),
-        ("not-utf8", "tau replay --trajectories", ["tau", "replay", "--trajectories", f["latin1.json"],
+        ("not-utf8", "tau replay --trajectories", [*replay, f["latin1.json"],
                                                    "--domain", "airline", "--data-dir", data]),
-        ("not-utf8", "train --data", ["train", "--dlm", "tiny-random:dream", "--data", f["latin1.jsonl"], "--out", f["a_folder"] + "/t"]),
+        ("not-utf8", "train --data", [*train, "--data", f["latin1.jsonl"], "--out", fold + "/t"]),
         ("not-utf8", "eval --prompt file", ["eval", *sst2, "--prompt", f["latin1.txt"], "--limit", "1"]),
         ("not-utf8", "task config's CSV", ["eval", "--task", f["task_cfg_latin1.toml"]]),
         ("not-utf8", "report: result.json", ["report", f["result_latin1"]]),
-        ("not-utf8", "compare --config", ["compare", "--config", f["latin1.toml"], "--out", f["a_folder"] + "/c"]),
+        ("not-utf8", "compare --config", ["compare", "--config", f["latin1.toml"], "--out", fold + "/c"]),
         # hangs: rate limits that allow nothing
         ("rate-limits", "eval --rpm -5", ["eval", *sst2, "--rpm", "-5", "--limit", "1"]),
         ("rate-limits", "eval --tpm -5", ["eval", *sst2, "--tpm", "-5", "--limit", "1"]),
@@ -121,7 +124,8 @@ def cases(f: dict[str, str], data: str) -> list[tuple[str, str, list[str]]]:
         ("rate-limits", "optimize --set tpm=-5", [*opt, "--set", "tpm=-5", "--dry-run"]),
         # model specifiers
         ("model-spec", "--target http://#m", ["eval", *sst2, "--target", "http://#m", "--limit", "1"]),
-        ("model-spec", "--target http://127.0.0.1:notaport/v1#m", ["eval", *sst2, "--target", "http://127.0.0.1:notaport/v1#m", "--limit", "1"]),
+        ("model-spec", "--target http://127.0.0.1:notaport/v1#m",
+         ["eval", *sst2, "--target", "http://127.0.0.1:notaport/v1#m", "--limit", "1"]),
         ("model-spec", "--target http://127.0.0.1:99999/v1#m", ["eval", *sst2, "--target", "http://127.0.0.1:99999/v1#m", "--limit", "1"]),
         ("model-spec", "--target http://127.0.0.1:8000/v1# (no model)", ["eval", *sst2, "--target", "http://127.0.0.1:8000/v1#"]),
         ("model-spec", "--target hf: (no model)", ["eval", *sst2, "--target", "hf:"]),
@@ -155,19 +159,19 @@ def cases(f: dict[str, str], data: str) -> list[tuple[str, str, list[str]]]:
         ("adapter", "train_config.json cut", [*infill, "--adapter", f["adapter_cut"]]),
         ("adapter", "weights of another shape", [*infill, "--adapter", f["adapter_shape"]]),
         ("adapter", "a file, not a folder", [*infill, "--adapter", f["existing_file"]]),
-        ("adapter", "a missing folder", [*infill, "--adapter", f["a_folder"] + "/none"]),
+        ("adapter", "a missing folder", [*infill, "--adapter", fold + "/none"]),
         # devices
         ("device", "infill --device cuda:7", [*infill, "--device", "cuda:7"]),
         ("device", "infill --device gpu", [*infill, "--device", "gpu"]),
         ("device", "optimize --device cuda:7", [*opt, "--device", "cuda:7", "--dry-run"]),
-        ("device", "train --device tpu", ["train", "--dlm", "tiny-random:dream", "--data", f["number.jsonl"], "--out", f["a_folder"] + "/d", "--device", "tpu"]),
-        ("device", "ddpt train --device cuda:7", ["ddpt", "train", "--device", "cuda:7", "--out", f["a_folder"] + "/dd"]),
+        ("device", "train --device tpu", [*train, "--data", bad_rows, "--out", fold + "/d", "--device", "tpu"]),
+        ("device", "ddpt train --device cuda:7", ["ddpt", "train", "--device", "cuda:7", "--out", fold + "/dd"]),
         # missing files, folders as files, empty files, JSON of the wrong type
-        ("files", "infill --context missing", [*infill, "--context", f["a_folder"] + "/none.jsonl"]),
+        ("files", "infill --context missing", [*infill, "--context", fold + "/none.jsonl"]),
         ("files", "infill --context a folder", [*infill, "--context", f["a_folder"]]),
-        ("files", "infill --context numbers", [*infill, "--context", f["number.jsonl"]]),
+        ("files", "infill --context numbers", [*infill, "--context", bad_rows]),
         ("files", "optimize --config a folder", [*opt, "--config", f["a_folder"], "--dry-run"]),
-        ("files", "optimize --config empty TOML", [*opt, "--config", f["empty.toml"], "--dry-run"]),
+        ("files", "optimize --config with an unknown key", [*opt, "--config", f["unknown_key.toml"], "--dry-run"]),
         ("files", "optimize --config a JSON list", [*opt, "--config", f["list.json"], "--dry-run"]),
         ("files", "optimize --config broken TOML", [*opt, "--config", f["bad.toml"], "--dry-run"]),
         ("files", "optimize --config optimize = string", [*opt, "--config", f["string_optimize.toml"], "--dry-run"]),
@@ -176,11 +180,11 @@ def cases(f: dict[str, str], data: str) -> list[tuple[str, str, list[str]]]:
         ("files", "eval --prices a folder", ["eval", *sst2, "--prices", f["a_folder"], "--limit", "1"]),
         ("files", "eval --prompt a folder", ["eval", *sst2, "--prompt", f["a_folder"], "--limit", "1"]),
         ("files", "eval --prompt missing .txt", ["eval", *sst2, "--prompt", "no_such_prompt.txt", "--limit", "1"]),
-        ("files", "tau replay: an object, not a list", ["tau", "replay", "--trajectories", f["traj_object.json"], "--domain", "airline", "--data-dir", data]),
-        ("files", "tau replay: a malformed episode", ["tau", "replay", "--trajectories", f["traj_bad_episode.json"], "--domain", "airline", "--data-dir", data]),
-        ("files", "tau replay: a folder", ["tau", "replay", "--trajectories", f["a_folder"], "--domain", "airline", "--data-dir", data]),
-        ("files", "train --data empty", ["train", "--dlm", "tiny-random:dream", "--data", f["empty.jsonl"], "--out", f["a_folder"] + "/e"]),
-        ("files", "train --data chat of a string", ["train", "--dlm", "tiny-random:dream", "--data", f["chat_bad.jsonl"], "--out", f["a_folder"] + "/e2"]),
+        ("files", "tau replay: an object, not a list", [*replay, f["traj_object.json"], "--domain", "airline", "--data-dir", data]),
+        ("files", "tau replay: a malformed episode", [*replay, f["traj_bad_episode.json"], "--domain", "airline", "--data-dir", data]),
+        ("files", "tau replay: a folder", [*replay, f["a_folder"], "--domain", "airline", "--data-dir", data]),
+        ("files", "train --data empty", [*train, "--data", f["empty.jsonl"], "--out", fold + "/e"]),
+        ("files", "train --data chat of a string", [*train, "--data", f["chat_bad.jsonl"], "--out", fold + "/e2"]),
         ("files", "task config: data file missing", ["eval", "--task", f["task_cfg_missing_data.toml"]]),
         ("files", "task config: unknown metric", ["eval", "--task", f["task_cfg_bad_metric.toml"]]),
         ("files", "--data-dir a file", ["eval", "--task", "sst2", "--data-dir", f["existing_file"]]),
@@ -216,22 +220,22 @@ def cases(f: dict[str, str], data: str) -> list[tuple[str, str, list[str]]]:
         ("values", "infill --top-k 0", [*infill, "--top-k", "0"]),
         ("values", "infill --alg-temp -1", [*infill, "--alg-temp", "-1"]),
         ("values", "infill --text without masks", [*infill[:3], "--text", "no masks"]),
-        ("values", "train --lr -1", ["train", "--dlm", "tiny-random:dream", "--data", f["number.jsonl"], "--out", f["a_folder"] + "/l", "--lr", "-1"]),
-        ("values", "train --steps 0", ["train", "--dlm", "tiny-random:dream", "--data", f["number.jsonl"], "--out", f["a_folder"] + "/l", "--steps", "0"]),
-        ("values", "train --lora-rank -4", ["train", "--dlm", "tiny-random:dream", "--data", f["number.jsonl"], "--out", f["a_folder"] + "/l", "--lora-rank", "-4"]),
-        ("values", "train --time-limit soon", ["train", "--dlm", "tiny-random:dream", "--data", f["number.jsonl"], "--out", f["a_folder"] + "/l", "--time-limit", "soon"]),
-        ("values", "train --attention block:0", ["train", "--dlm", "tiny-random:dream", "--data", f["number.jsonl"], "--out", f["a_folder"] + "/l", "--attention", "block:0"]),
-        ("values", "ddpt train --lr nan", ["ddpt", "train", "--lr", "nan", "--out", f["a_folder"] + "/n"]),
-        ("values", "ddpt train --z-dim 0", ["ddpt", "train", "--z-dim", "0", "--out", f["a_folder"] + "/n"]),
-        ("values", "ddpt train --target openai:gpt", ["ddpt", "train", "--target", "openai:gpt", "--out", f["a_folder"] + "/n"]),
+        ("values", "train --lr -1", [*train, "--data", bad_rows, "--out", fold + "/l", "--lr", "-1"]),
+        ("values", "train --steps 0", [*train, "--data", bad_rows, "--out", fold + "/l", "--steps", "0"]),
+        ("values", "train --lora-rank -4", [*train, "--data", bad_rows, "--out", fold + "/l", "--lora-rank", "-4"]),
+        ("values", "train --time-limit soon", [*train, "--data", bad_rows, "--out", fold + "/l", "--time-limit", "soon"]),
+        ("values", "train --attention block:0", [*train, "--data", bad_rows, "--out", fold + "/l", "--attention", "block:0"]),
+        ("values", "ddpt train --lr nan", ["ddpt", "train", "--lr", "nan", "--out", fold + "/n"]),
+        ("values", "ddpt train --z-dim 0", ["ddpt", "train", "--z-dim", "0", "--out", fold + "/n"]),
+        ("values", "ddpt train --target openai:gpt", ["ddpt", "train", "--target", "openai:gpt", "--out", fold + "/n"]),
         ("values", "ddpt sample --sampler euler", ["ddpt", "sample", f["ddpt_space"], "--sampler", "euler"]),
-        ("values", "tau replay --domain bank", ["tau", "replay", "--trajectories", f["traj_object.json"], "--domain", "bank", "--data-dir", data]),
+        ("values", "tau replay --domain bank", [*replay, f["traj_object.json"], "--domain", "bank", "--data-dir", data]),
         ("values", "data fetch nope", ["data", "fetch", "nope"]),
-        ("values", "compare --optimizers dlm,nope", ["compare", "--optimizers", "dlm,nope", *sst2, "--out", f["a_folder"] + "/cmp"]),
+        ("values", "compare --optimizers dlm,nope", ["compare", "--optimizers", "dlm,nope", *sst2, "--out", fold + "/cmp"]),
         ("values", "compare --seeds 0", ["compare", "--seeds", "0", *sst2]),
-        ("values", "sweep --param nope", ["sweep", "--param", "nope", "--values", "1,2", *sst2, "--out", f["a_folder"] + "/sw"]),
+        ("values", "sweep --param nope", ["sweep", "--param", "nope", "--values", "1,2", *sst2, "--out", fold + "/sw"]),
         ("values", "sweep --values ','", ["sweep", "--param", "steps", "--values", ",", *sst2]),
-        ("values", "sweep --param steps --values x,y", ["sweep", "--param", "steps", "--values", "x,y", *sst2, "--out", f["a_folder"] + "/sw2"]),
+        ("values", "sweep --param steps --values x,y", ["sweep", "--param", "steps", "--values", "x,y", *sst2, "--out", fold + "/sw2"]),
         ("values", "unknown command", ["nonsense"]),
         ("values", "unknown option", ["eval", "--bogus"]),
     ]
@@ -245,13 +249,16 @@ def judge(proc: subprocess.CompletedProcess | None) -> dict:
     warnings = [line for line in lines if line.startswith(("warning:", "note:"))]
     one = proc.returncode == 2 and len(errors) == 1 and len(lines) == len(errors) + len(warnings)
     return {"exit": proc.returncode, "one_sentence": one, "traceback": "Traceback" in proc.stderr,
-            "stderr": (errors[0] if errors else (lines[-1] if lines else ""))[:300]}
+            "stderr": (errors[0] if errors else (lines[-1] if lines else ""))[:300],
+            **({} if one else {"stderr_lines": [line[:300] for line in lines[-8:]]})}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data-dir", default=str(DEFAULT_DATA))
     ap.add_argument("--only", default=None, help="Run one class.")
+    ap.add_argument("--match", default=None, help="Run only the inputs whose description holds this text.")
+    ap.add_argument("--update", action="store_true", help="Keep the other rows of an earlier --out file.")
     ap.add_argument("--timeout", type=float, default=60.0)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bad_input.json"))
     args = ap.parse_args()
@@ -264,17 +271,14 @@ def main() -> None:
         latin.mkdir(parents=True)
         for split in ("train.tsv", "dev.tsv"):
             (latin / split).write_bytes(NOT_UTF8)
-        env_cache = {"DLMPO_CACHE_DIR": str(tmp / "cache")}
         for klass, what, argv in cases(f, args.data_dir):
-            if args.only and klass != args.only:
+            if (args.only and klass != args.only) or (args.match and args.match not in what):
                 continue
             argv = [str(tmp / "latin1_data") if a == "LATIN1_DATA" else a for a in argv]
             start = time.perf_counter()
-            try:
-                import os
-
+            try:  # the usual model cache: a first-use conversion's progress bars are not what is measured
                 proc = subprocess.run([sys.executable, "-m", "dlmpo", *argv], capture_output=True, text=True,
-                                      timeout=args.timeout, cwd=tmp, env={**os.environ, **env_cache})
+                                      timeout=args.timeout, cwd=tmp)
             except subprocess.TimeoutExpired:
                 proc = None
             row = {"class": klass, "input": what, "argv": argv, **judge(proc),
@@ -282,6 +286,12 @@ def main() -> None:
             rows.append(row)
             ok = "yes" if row["one_sentence"] else "NO"
             print(f"{klass:<12} {what[:52]:<52} {str(row['exit']):>7}  {ok:<3}  {row['stderr'][:110]}", flush=True)
+    if args.update and Path(args.out).is_file():
+        with tempfile.TemporaryDirectory() as tmp_name:
+            order = [(k, w) for k, w, _ in cases(fixtures(Path(tmp_name)), args.data_dir)]
+        fresh = {(r["class"], r["input"]): r for r in rows}
+        old = {(r["class"], r["input"]): r for r in json.loads(Path(args.out).read_text())["cases"]}
+        rows = [fresh.get(key) or old[key] for key in order if key in fresh or key in old]
     by_class: dict[str, dict[str, int]] = {}
     for r in rows:
         c = by_class.setdefault(r["class"], {"inputs": 0, "one_sentence_exit_2": 0, "traceback": 0, "hang": 0})
