@@ -21,7 +21,9 @@ class PromptGuard:
     max_tokens: int | None = None  # the proposer's limit, set once the proposer is known
     count_tokens: Callable[[str], int] | None = None
 
-    def reject_reason(self, candidate: str, incumbent: str, sources: list[str]) -> str | None:
+    def reject_reason(self, candidate: str, incumbent: str, sources: list[str], own: list[str] = ()) -> str | None:
+        """`sources` are the examples' inputs; `own` the task's own text (its template, label names,
+        the seed prompt), which a prompt may repeat: only words copied from examples count."""
         if not candidate.strip():
             return "empty prompt"
         if candidate.strip() == incumbent.strip():
@@ -32,21 +34,27 @@ class PromptGuard:
             return f"longer than {self.max_tokens} tokens: no room left for the DLM's masks"
         if TRACE_MARKUP.search(candidate) and not TRACE_MARKUP.search(incumbent):
             return "writes the canvas's trace format (a trace, not an instruction)"
-        copied = self.copied_span(candidate, sources)
+        copied = self.copied_span(candidate, sources, [incumbent, *own])
         if copied:
             return f"copies training text verbatim: \"{copied}\""
         return None
 
-    def copied_span(self, candidate: str, sources: list[str]) -> str | None:
-        n = self.copy_ngram
-        cand = _words(candidate)
-        grams = {tuple(cand[i:i + n]) for i in range(len(cand) - n + 1)}
+    def copied_span(self, candidate: str, sources: list[str], own: list[str] = ()) -> str | None:
+        """The first run of `copy_ngram` words the candidate shares with one example's input, not
+        counting runs the task's own text has, nor runs two or more different inputs share (a template's
+        fixed words, seen through the inputs)."""
+        grams = self._grams(candidate)
         if not grams:
             return None
-        for source in sources:
-            words = _words(source)
-            for i in range(len(words) - n + 1):
-                gram = tuple(words[i:i + n])
-                if gram in grams:
-                    return " ".join(gram)
-        return None
+        for text in own:
+            grams -= self._grams(text)
+        seen: dict[tuple[str, ...], int] = {}
+        for source in set(sources):
+            for gram in self._grams(source) & grams:
+                seen[gram] = seen.get(gram, 0) + 1
+        copied = [gram for gram, count in seen.items() if count == 1]
+        return " ".join(min(copied)) if copied else None
+
+    def _grams(self, text: str) -> set[tuple[str, ...]]:
+        words, n = _words(text), self.copy_ngram
+        return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}

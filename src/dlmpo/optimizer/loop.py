@@ -13,6 +13,7 @@ first). Seed and best are scored on test."""
 from __future__ import annotations
 
 import random
+import re
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from dlmpo.errors import BudgetExceeded, UserError
 from dlmpo.lm import Usage
 from dlmpo.optimizer.feedback import JUDGE_INSTRUCTION, FeedbackSource, HumanFeedback, JudgeFeedback, MetricFeedback, NoFeedback
 from dlmpo.optimizer.guards import PromptGuard
+from dlmpo.optimizer.readability import ReadabilityGate
 from dlmpo.optimizer.proposers import DLMProposer, Proposer, prompt_key
 from dlmpo.optimizer.events import (CandidateScored, Decision, Feedback, FeedbackFallback, RoundEnd, RoundStart,
                                     RunStart, Stop)
@@ -79,6 +81,10 @@ class Optimizer:
         self._proposer, self._feedback_source = proposer, feedback
         self.prompt_chars = settings.max_prompt_chars or max(4000, int(1.5 * len(self.seed_prompt)))
         self.guard = PromptGuard(self.prompt_chars, settings.copy_ngram)
+        self.gate = ReadabilityGate(list(self.task.labels or []), settings.readability_nll) if settings.readability else None
+        # the task's own words, which a prompt may repeat (its template's fixed parts, label names, the seed)
+        self.own_text = [self.seed_prompt, " ".join(self.task.labels or []),
+                         *re.split(r"\{[^}]*\}", getattr(self.task, "template", "") or "")]
 
     @property
     def on_progress(self) -> ProgressSink:
@@ -269,7 +275,9 @@ class Optimizer:
         for i, p in enumerate(proposals):
             c = CandidateRecord(index=i, strategy=p.strategy, prompt=p.prompt, masked=p.masked, nfe=p.nfe, draws=p.draws,
                                 dlm_seconds=round(p.seconds, 3))
-            c.rejected = p.failure or self.guard.reject_reason(p.prompt, incumbent, sources)
+            c.rejected = p.failure or self.guard.reject_reason(p.prompt, incumbent, sources, self.own_text)
+            if c.rejected is None and self.gate is not None:
+                c.rejected = self.gate.reject_reason(p.prompt, incumbent, " ".join(sources))
             if c.rejected is None and any(other.prompt == p.prompt for other in candidates):
                 c.rejected = "duplicate of another candidate"
             if c.rejected is None and prompt_key(p.prompt) in self._challenged:

@@ -78,6 +78,11 @@ class OptimizeResult:
     def to_json(self) -> dict:
         return {**asdict(self), "rounds": [r.to_json() for r in self.rounds]}
 
+    def unreadable(self) -> tuple[int, int]:
+        """Candidates the readability gate rejected, of all the proposers wrote."""
+        candidates = [c for r in self.rounds for c in r.candidates]
+        return sum(bool(c.rejected and c.rejected.startswith("unreadable")) for c in candidates), len(candidates)
+
     def save(self, path: str | Path) -> None:
         write_text_atomic(path, json.dumps(self.to_json(), indent=2, ensure_ascii=False))
 

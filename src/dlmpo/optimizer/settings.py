@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from dlmpo import sampling_defaults as sampler_defaults
 from dlmpo.configfile import describe_validation_error, read_config_file
 from dlmpo.errors import UserError
+from dlmpo.optimizer.readability import READABILITY_NLL
 
 DEFAULT_DLM = "embedded"
 STRATEGIES = ("append", "span", "sentence", "regrow")
@@ -74,7 +75,13 @@ class OptimizeSettings(BaseModel):
     max_tokens: int | None = Field(None, ge=1)
     max_seconds: float | None = Field(None, gt=0)
     max_prompt_chars: int | None = Field(None, ge=10, description="[default: max(4000, 1.5 x the seed prompt)]")
-    copy_ngram: int = Field(8, ge=3, description="reject prompts sharing this many consecutive words with a train input")
+    copy_ngram: int = Field(8, ge=3, description="reject prompts sharing this many consecutive words with one train input "
+                                                  "(the task's template, labels and seed prompt do not count)")
+    readability: bool = Field(True, description="reject added text with a word repeated back to back, a word cut off, "
+                                                "or answers that contradict each other, before any target call")
+    readability_nll: float | None = Field(READABILITY_NLL, gt=0,
+                                          description="also reject added text whose perplexity under SmolLM2-135M-Instruct "
+                                                      "exceeds this many nats per token; none: no perplexity check")
 
     seed: int = 0
     concurrency: int | None = Field(None, ge=1)
@@ -91,6 +98,11 @@ class OptimizeSettings(BaseModel):
                     raise ValueError(f"unknown strategy '{part.strip()}': use {', '.join(STRATEGIES)} "
                                      "(',' alternates per candidate, '+' combines)")
         return value.replace(" ", "")
+
+    @field_validator("readability_nll", mode="before")
+    @classmethod
+    def _readability_nll(cls, value):
+        return None if isinstance(value, str) and value.strip().lower() in ("none", "off") else value
 
     @field_validator("alg")
     @classmethod

@@ -91,6 +91,10 @@ def render_markdown(result: OptimizeResult, plot_name: str) -> str:
             lines.append(f"| {c.index} | {c.strategy} | {mb} | {c.wins}/{c.losses} | {val} | "
                          f"{_cell(status, 60)} | {_cell(c.prompt)} |")
         lines.append("")
+    unreadable, proposed = result.unreadable()
+    if result.settings.get("readability", True):
+        lines += [f"Readability gate: rejected {unreadable} of {proposed} candidates"
+                  f"{f' ({unreadable / proposed:.0%})' if proposed else ''} before any target call.", ""]
     lines += [
         "## Cost",
         "",

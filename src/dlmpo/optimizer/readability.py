@@ -1,0 +1,123 @@
+"""The readability gate: text a proposer adds must read as an instruction a person would deploy.
+
+Checked on the text a candidate adds or changes (a word-level diff against the incumbent), before
+any target call:
+
+- a word repeated back to back ("falls short short");
+- a word cut off ("Rep negative"): not an English word, or a short prefix of a longer word of the
+  prompt or of the usual instruction verbs, unless the incumbent, the labels or the traces use it;
+- an answer that contradicts itself: one sentence that directs two answers ("reply negative if …,
+  answer positive") with fewer conditions than directives;
+- perplexity: the mean negative log-likelihood of the added tokens under SmolLM2-135M-Instruct,
+  reading the whole prompt before them, above `max_nll` (calibrated in
+  `benchmarks/readability_gate.py`: docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+from dlmpo.dlm.fluency import is_english_word
+
+WORD = re.compile(r"[A-Za-z]+(?:'[a-z]+)?")
+CONDITION = re.compile(r"\b(?:if|when|whenever|unless|otherwise|except|only|where|while|as long as)\b", re.I)
+DIRECTIVE_VERBS = r"(?:answer|reply|respond|say|output|write|choose|pick|label it|classify it as|the answer is|the label is)"
+# a cut-off word is most often the start of one of these (or of a label): "Rep negative"
+INSTRUCTION_WORDS = ("answer", "reply", "respond", "classify", "label", "decide", "choose", "explain", "review",
+                     "sentence", "positive", "negative", "neutral")
+SHORT_WORDS = frozenset("a an as at be by de do go he if in is it me my no not of on or so to up us we you the and any "
+                        "all but can for has how its may one our out she use was who why yes sent".split())
+
+# the midpoint between the most surprising stage-1 guidance sentence and the least surprising
+# recital that only perplexity catches (benchmarks/readability_gate.py)
+READABILITY_NLL = 5.85
+
+SpanNLL = Callable[[str, list[tuple[int, int]]], "float | None"]
+
+
+def changed_spans(candidate: str, incumbent: str) -> list[tuple[int, int]]:
+    """Character spans of `candidate` whose words the incumbent does not have at that place."""
+    new = [(m.start(), m.end(), m.group().lower()) for m in re.finditer(r"\S+", candidate)]
+    old = [m.group().lower() for m in re.finditer(r"\S+", incumbent)]
+    spans = []
+    matcher = difflib.SequenceMatcher(a=old, b=[w for *_, w in new], autojunk=False)
+    for op, _, _, j1, j2 in matcher.get_opcodes():
+        if op in ("replace", "insert") and j2 > j1:
+            spans.append((new[j1][0], new[j2 - 1][1]))
+    return spans
+
+
+def _around(text: str, spans: list[tuple[int, int]], pattern: re.Pattern) -> list[re.Match]:
+    return [m for m in pattern.finditer(text) if any(m.start() < e and m.end() > s for s, e in spans)]
+
+
+def repeated_word(text: str, spans: list[tuple[int, int]]) -> str | None:
+    for m in _around(text, spans, re.compile(r"\b([A-Za-z]+)\s+\1\b", re.I)):
+        return m.group()
+    return None
+
+
+def cut_word(text: str, spans: list[tuple[int, int]], known: set[str], labels: list[str]) -> str | None:
+    vocabulary = set(INSTRUCTION_WORDS) | {w.lower() for lab in labels for w in WORD.findall(lab)}
+    for m in _around(text, spans, WORD):
+        w = m.group().lower()
+        if w in known or w in SHORT_WORDS:
+            continue
+        if not is_english_word(w):
+            return m.group()
+        if 2 <= len(w) <= 4 and any(v.startswith(w) and len(v) >= len(w) + 2 for v in vocabulary):
+            return m.group()
+    return None
+
+
+def contradiction(text: str, spans: list[tuple[int, int]], labels: list[str]) -> str | None:
+    """A sentence touching the edit that directs an answer more often than it states a condition."""
+    if not labels:
+        return None
+    names = "|".join(re.escape(lab) for lab in sorted(labels, key=len, reverse=True))
+    directive = re.compile(rf"\b{DIRECTIVE_VERBS}\s+(?:with\s+)?['\"]?({names})\b", re.I)
+    for sentence in _around(text, spans, re.compile(r"[^.!?\n]+[.!?]?")):
+        said = [m.group(1).lower() for m in directive.finditer(sentence.group())]
+        if len(said) >= 2 and len(CONDITION.findall(sentence.group())) < len(said):
+            kind = "contradicts itself" if len(set(said)) > 1 else "directs the same answer twice"
+            return f"{kind}: \"{' '.join(sentence.group().split())}\""
+    return None
+
+
+@dataclass
+class ReadabilityGate:
+    labels: list[str] = field(default_factory=list)
+    max_nll: float | None = None
+    span_nll: SpanNLL | None = None  # loaded on first use when max_nll is set
+    rejected: int = 0
+    checked: int = 0
+
+    def reject_reason(self, candidate: str, incumbent: str, known_text: str = "") -> str | None:
+        spans = changed_spans(candidate, incumbent)
+        if not spans:
+            return None
+        self.checked += 1
+        reason = self._reason(candidate, incumbent, spans, known_text)
+        self.rejected += reason is not None
+        return reason
+
+    def _reason(self, candidate, incumbent, spans, known_text) -> str | None:
+        known = {w.lower() for w in WORD.findall(" ".join([incumbent, known_text, *self.labels]))}
+        if (word := repeated_word(candidate, spans)) is not None:
+            return f"unreadable: a word repeated back to back (\"{word}\")"
+        if (word := cut_word(candidate, spans, known, self.labels)) is not None:
+            return f"unreadable: a word cut off or not English (\"{word}\")"
+        if (said := contradiction(candidate, spans, self.labels)) is not None:
+            return f"unreadable: the answer it asks for {said}"
+        if self.max_nll is not None:
+            if self.span_nll is None:
+                from dlmpo.lm.perplexity import embedded_scorer
+
+                self.span_nll = embedded_scorer().span_nll
+            nll = self.span_nll(candidate, spans)
+            if nll is not None and nll > self.max_nll:
+                return f"unreadable: perplexity of the added text {nll:.2f} nats/token > {self.max_nll:g}"
+        return None

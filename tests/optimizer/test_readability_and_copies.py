@@ -1,0 +1,127 @@
+"""The copy guard judges only what is copied from examples; the readability gate stops recitals."""
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from dlmpo.catalog import get_task
+from dlmpo.optimizer import Optimizer, OptimizeSettings
+from dlmpo.optimizer.guards import PromptGuard
+from dlmpo.optimizer.readability import READABILITY_NLL, ReadabilityGate, changed_spans
+from dlmpo.optimizer.strategies import HEADING
+from dlmpo.report.render import write_report
+
+ROOT = Path(__file__).resolve().parents[2]
+SST2_SEED = "You are a sentiment classifier. Reply with exactly one word: positive or negative."
+SST2 = ["negative", "positive"]
+# stage-1 guidance sentences (recipes/embedded_dlm/make_data.py): what a person would deploy
+GUIDANCE = [
+    "Reply with the label only, without any explanation.",
+    "Do not repeat the question or add any other words.",
+    "When the text mixes praise and criticism, decide by the main opinion.",
+    "Never answer with a sentence; the answer must be one of the listed labels.",
+    "Pay attention to negations such as not, never and hardly, which reverse the meaning.",
+    "Words like but and however often introduce the part that matters most.",
+    "Treat every input on its own; earlier inputs do not matter.",
+]
+# prompts the stage-2 DLM got accepted, or wrote, on SST-2 (issue 22 and benchmarks/results)
+RECITALS = [
+    "Reply negative if the review says the movie enjoyed the film, answer negative.",
+    "The negative: the review says the film sounds the humour or the answer positive.",
+    "Reply negative if the review says the movie falls short short, answer negative.",
+    "Reply negative if the review says the film fails falls short of answer positive.",
+]
+
+
+def appended(text, seed=SST2_SEED):
+    return f"{seed}\n\n{HEADING}\n{text}"
+
+
+def test_sst5_label_list_is_the_tasks_own_words_not_training_text(data_dir):
+    task = get_task("sst5", data_dir)
+    rows = task.examples("train")[:6]
+    sources = [task.user_message(ex) for ex in rows]
+    candidate = appended("Answer with one of: very negative, negative, neutral, positive or very positive.",
+                         task.seed_prompt)
+    guard = PromptGuard(max_chars=4000, copy_ngram=8)
+    own = [task.seed_prompt, " ".join(task.labels), task.template]
+    assert guard.reject_reason(candidate, task.seed_prompt, sources, own) is None
+    copied = appended("Example: " + rows[0].inputs["sentence"], task.seed_prompt)
+    assert "copies training text" in guard.reject_reason(copied, task.seed_prompt, sources, own)
+
+
+def test_a_long_template_repeated_through_the_inputs_is_not_training_text(tmp_path):
+    template = "Here is a customer support ticket from our enterprise help desk portal: {text}\nWhich team owns it?"
+    rows = ["my invoice shows the wrong amount for march", "the export button crashes the desktop app"]
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps({"text": r, "label": "billing"}) + "\n" for r in rows * 4))
+    config = {"task": {"name": "tickets", "data": "t.jsonl", "input_fields": ["text"], "labels": ["billing", "bug"],
+                       "seed_prompt": "Route the ticket.", "template": template}}
+    (tmp_path / "t.json").write_text(json.dumps(config))
+    task = get_task(str(tmp_path / "t.json"))
+    sources = [task.user_message(ex) for ex in task.examples("train")]
+    guard = PromptGuard(max_chars=4000, copy_ngram=8)
+    candidate = "Route the ticket. Each input is a customer support ticket from our enterprise help desk portal."
+    # without the task's own words, and with only one input, the template would count as copied
+    assert "copies training text" in guard.reject_reason(candidate, "Route the ticket.", sources[:1])
+    assert guard.reject_reason(candidate, "Route the ticket.", sources[:1], [task.template]) is None
+    assert guard.reject_reason(candidate, "Route the ticket.", sources) is None  # shared by every input
+    copied = "Route the ticket. For example: my invoice shows the wrong amount for march."
+    assert "copies training text" in guard.reject_reason(copied, "Route the ticket.", sources, [task.template])
+
+
+def test_changed_spans_cover_only_the_added_words():
+    candidate = appended("Be brief.")
+    spans = changed_spans(candidate, SST2_SEED)
+    assert [candidate[s:e] for s, e in spans] == ["## Additional instructions\nBe brief."]
+
+
+@pytest.mark.parametrize("text", GUIDANCE)
+def test_stage1_guidance_passes_the_gate(text):
+    assert ReadabilityGate(SST2, READABILITY_NLL).reject_reason(appended(text), SST2_SEED) is None
+
+
+@pytest.mark.parametrize("text", RECITALS)
+def test_recitals_fail_the_gate(text):
+    assert ReadabilityGate(SST2, READABILITY_NLL).reject_reason(appended(text), SST2_SEED).startswith("unreadable")
+
+
+@pytest.mark.parametrize("text,why", [
+    ("Rep negative if the review is bad.", "cut off"),
+    ("Answer positive, answer negative.", "contradicts itself"),
+    ("If the review praises the film answer positive, otherwise answer negative.", None),
+    ("The film is good good.", "repeated back to back"),
+])
+def test_rules_without_perplexity(text, why):
+    reason = ReadabilityGate(SST2, None).reject_reason(appended(text), SST2_SEED)
+    assert (reason is None) if why is None else why in reason
+
+
+class FixedProposer:
+    name = "fixed"
+
+    def __init__(self, prompts):
+        self.prompts = prompts
+
+    def prompt_token_limit(self):
+        return None
+
+    async def propose(self, incumbent, context, k, round_index, *, avoid=frozenset()):
+        from dlmpo.optimizer.proposers import Proposal
+
+        return [Proposal(p, "fixed", p) for p in self.prompts[:k]]
+
+
+def test_the_loop_rejects_unreadable_candidates_before_any_target_call(tmp_path, data_dir):
+    settings = OptimizeSettings(task="sst2", target="embedded", dlm="tiny-random:dream", rounds=1, candidates=2,
+                                train_size=6, val_size=8, test_size=8, batch_size=4, screen_batch=8, steps=8,
+                                mask_tokens=8, seed=0, data_dir=str(data_dir))
+    prompts = [appended(RECITALS[2]), appended(GUIDANCE[0])]
+    result = asyncio.run(Optimizer(settings, tmp_path / "run", proposer=FixedProposer(prompts)).run())
+    bad, good = result.rounds[0].candidates
+    assert bad.rejected.startswith("unreadable") and bad.minibatch is None
+    assert good.rejected is None and good.minibatch is not None
+    assert result.unreadable() == (1, 2)
+    write_report(tmp_path / "run")
+    assert "Readability gate: rejected 1 of 2 candidates (50%)" in (tmp_path / "run" / "report.md").read_text()
