@@ -20,12 +20,11 @@ from pathlib import Path
 from dlmpo.dlm import ContextItem, SamplerConfig, load_dlm
 from dlmpo.errors import BudgetExceeded, UserError
 from dlmpo.lm import Usage
+from dlmpo.optimizer.events import CandidateScored, Decision, Feedback, FeedbackFallback, RoundEnd, RoundStart, RunStart, Stop
 from dlmpo.optimizer.feedback import JUDGE_INSTRUCTION, FeedbackSource, HumanFeedback, JudgeFeedback, MetricFeedback, NoFeedback
 from dlmpo.optimizer.guards import PromptGuard
-from dlmpo.optimizer.readability import ReadabilityGate
 from dlmpo.optimizer.proposers import DLMProposer, Proposer, prompt_key
-from dlmpo.optimizer.events import (CandidateScored, Decision, Feedback, FeedbackFallback, RoundEnd, RoundStart,
-                                    RunStart, Stop)
+from dlmpo.optimizer.readability import ReadabilityGate
 from dlmpo.optimizer.result import CandidateRecord, OptimizeResult, RoundRecord
 from dlmpo.optimizer.selection import futile, look_level, paired, power_note, second_look, val_parts
 from dlmpo.optimizer.selection import judge as sign_judge
