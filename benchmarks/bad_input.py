@@ -59,10 +59,9 @@ def fixtures(tmp: Path) -> dict[str, str]:
     (tmp / "existing_file").write_text("keep me\n")
     # run directories of `dlmpo optimize`
     for name, config in {"run_cut": b'{"identity": {"task": "sst2"', "run_list": b"[1, 2]",
-                         "run_latin1": b'{"identity": "caf\xe9"}', "run_noconfig": None}.items():
+                         "run_latin1": b'{"identity": "caf\xe9"}'}.items():
         (tmp / name).mkdir()
-        if config is not None:
-            (tmp / name / "config.json").write_bytes(config)
+        (tmp / name / "config.json").write_bytes(config)
         (tmp / name / "events.jsonl").write_text('{"type": "run_start"}\n')
     (tmp / "result_latin1").mkdir()
     (tmp / "result_latin1" / "result.json").write_bytes(b'{"run_dir": "caf\xe9"}')
@@ -144,7 +143,6 @@ def cases(f: dict[str, str], data: str) -> list[tuple[str, str, list[str]]]:
         ("run-files", "optimize: config.json cut", [*opt, "--out", f["run_cut"]]),
         ("run-files", "optimize: config.json a list", [*opt, "--out", f["run_list"]]),
         ("run-files", "optimize: config.json not UTF-8", [*opt, "--out", f["run_latin1"]]),
-        ("run-files", "optimize: events but no config.json", [*opt, "--out", f["run_noconfig"]]),
         ("run-files", "report: result.json a list", ["report", f["result_list"]]),
         ("run-files", "report: a file, not a run", ["report", f["existing_file"]]),
         ("run-files", "ddpt sample: config.json cut", ["ddpt", "sample", f["ddpt_cut"]]),

@@ -43,9 +43,6 @@ class RunDir:
             if saved.get("settings") != full:  # a continuation with more rounds or budget
                 write_text_atomic(self.config_file, json.dumps({"identity": identity, "settings": full}, indent=2))
             return True
-        if self.events():  # events without their settings: nothing says what they belong to
-            raise UserError(f"{self.path} holds events.jsonl but no config.json, so its settings are unknown: "
-                            "use a new --out.")
         write_text_atomic(self.config_file, json.dumps({"identity": identity, "settings": full}, indent=2))
         return False
 
