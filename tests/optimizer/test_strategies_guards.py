@@ -79,6 +79,13 @@ def test_context_puts_failures_first():
     assert items[0].feedback == "fb1"
 
 
+def test_context_puts_answers_that_name_no_label_first():
+    mk = lambda i, pred: Trace(f"e{i}", f"q{i}", f"o{i}", pred, "positive", 0.0, f"fb{i}")  # noqa: E731
+    traces = [mk(0, "negative"), mk(1, "negative"), mk(2, None), mk(3, "negative"), mk(4, None)]
+    items = select_context(traces, [t.feedback for t in traces], 3)
+    assert [i.feedback for i in items] == ["fb2", "fb4", "fb0"]
+
+
 def test_settings_errors():
     with pytest.raises(UserError, match="unknown strategy 'grow'"):
         load_settings(None, {"strategy": "append,grow"})

@@ -141,6 +141,6 @@ def test_grade_feedback_sentences(data_dir):
     task = get_task("sst2", data_dir)
     ex = next(e for e in task.examples("val") if e.label == "positive")
     assert task.grade(ex, "negative").feedback == "Expected 'positive' but the answer was 'negative'."
-    assert "named no single label" in task.grade(ex, "The movie review is").feedback
+    assert "Format error: the answer named no single label" in task.grade(ex, "The movie review is").feedback
     m = task.metrics([ex, ex], ["positive", None])
     assert m["accuracy"] == 0.5

@@ -34,9 +34,11 @@ from dlmpo.tasks import Example, Task, Trace
 
 
 def select_context(traces: list[Trace], notes: list[str | None], k: int) -> list[ContextItem]:
-    """Failures first (up to two thirds of the slots), then successes, then whatever is left."""
+    """Failures first (up to two thirds of the slots; format failures before wrong labels), then
+    successes, then whatever is left."""
     items = [(t, n) for t, n in zip(traces, notes)]
-    failures = [x for x in items if x[0].score < 1]
+    # answers that name no label first: when the target misses the format, that is the thing to fix
+    failures = sorted((x for x in items if x[0].score < 1), key=lambda x: x[0].prediction is not None)
     successes = [x for x in items if x[0].score >= 1]
     n_fail = min(len(failures), max(1, (2 * k + 2) // 3)) if failures else 0
     chosen = failures[:n_fail] + successes[: k - n_fail]

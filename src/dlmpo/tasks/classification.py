@@ -30,9 +30,9 @@ class ClassificationTask(TemplatedSplits):
             return Graded(prediction, 1.0, f"Correct: the answer is '{example.label}'.")
         if prediction is None:
             shown = " ".join(output.split())[:80] or "(empty)"
-            feedback = (
-                f"Expected '{example.label}', but the answer named no single label "
-                f"({', '.join(self.labels)}): \"{shown}\"."
+            feedback = (  # a format failure: what to fix is the form of the answer, not the choice
+                f"Format error: the answer named no single label, but it must be exactly one of "
+                f"{', '.join(self.labels)} (expected '{example.label}'; got \"{shown}\")."
             )
         else:
             feedback = f"Expected '{example.label}' but the answer was '{prediction}'."
