@@ -2,8 +2,8 @@
 task's seed prompt, `## Additional instructions`, 16 masks) beside traces that show one systematic
 mistake: the target answers X where the gold label is Y (val-split rows, the task's feedback
 sentence). For each written sentence, the label it names last: Y (follows the traces), X (against
-them) or none. SST-2's corrections are in the second-stage training data (its *train* rows); SST-5
-is held out, its label names never appear in a correction.
+them) or none. SST-2 and SST-5 are evaluation-only: no row or text of theirs is in the embedded
+DLM's recipe.
 
 For each model (`SPEC` or `SPEC@ADAPTER_DIR`):
 
@@ -21,14 +21,36 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-sys.path.insert(0, str(ROOT / "recipes" / "embedded_dlm"))
 
 from common import report  # noqa: E402
 from embedded_dlm import open_model  # noqa: E402
-from make_bias_data import biased_traces, rows_by_label  # noqa: E402
 
 from dlmpo.catalog import get_task  # noqa: E402
 from dlmpo.dlm import ContextItem, SamplerConfig, infill  # noqa: E402
+
+
+def rows_by_label(examples) -> dict:
+    grouped: dict = {}
+    for ex in examples:
+        grouped.setdefault(ex.label, []).append(ex)
+    return grouped
+
+
+def biased_traces(task, rows_by_label: dict, x: str, y: str, rng: random.Random) -> list[dict]:
+    """Failures first, as the optimizer shows them: most are gold Y answered X; then a success or two."""
+    n = rng.randint(3, 6)
+    failures = rng.randint(max(2, n - 2), n)
+    items = []
+    for i in range(n):
+        wrong = i < failures
+        ex = rng.choice(rows_by_label[y] if wrong or rng.random() < 0.5 else rows_by_label[x])
+        output = x if wrong else ex.label
+        graded = task.grade(ex, output)
+        item = {"query": task.user_message(ex), "output": output, "score": graded.score}
+        if graded.score < 1:
+            item["feedback"] = graded.feedback
+        items.append(item)
+    return items
 
 
 def last_label(text: str, labels: list[str]) -> str | None:

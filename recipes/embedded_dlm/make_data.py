@@ -4,10 +4,11 @@ Each row is a canvas row for `dlmpo train` ({"prompt", "context"}): a system pro
 DLM learns to write) and the interaction traces the optimizer would show beside it. Sources, all
 offline:
 
-- task prompts: the built-in tasks' seed prompts and hand-written paraphrases, often followed by
-  an `## Additional instructions` section composed from hand-written guidance sentences (the
-  optimizer's append format), with traces from the tasks' *train* rows, graded by the task itself
-  (the gold label scores 1; a wrong label scores 0 with the task's feedback sentence);
+- task prompts: the training tasks' seed prompts and hand-written paraphrases (MRPC, SNLI and
+  retail-intent, `training_tasks.py`; never SST-2 or SST-5, which are evaluation-only), often
+  followed by an `## Additional instructions` section composed from generic guidance sentences
+  (the optimizer's append format), with traces from the tasks' *train* rows, graded by the task
+  itself (the gold label scores 1; a wrong label scores 0 with the task's feedback sentence);
 - agent policies: τ-bench airline policy chunks, with the user/assistant turns of the recorded
   airline episodes as traces;
 - English task descriptions from the lm-eval package (MIT; `pip download lm_eval==0.4.13`), with
@@ -15,9 +16,11 @@ offline:
 - system prompts written by SmolLM2-135M-Instruct itself (`self_instruct.py`, committed as
   `data/self_instruct.jsonl`), with no traces.
 
-Held out (never trained on, for the metrics): the SST-5 task and its prompts, τ-bench retail
-policy chunks, a tenth of the lm-eval descriptions. An existing `heldout.jsonl` in --out is kept
-as it is (the committed one is the campaign's yardstick) and its prompts are dropped from train.
+Every row passes `training_tasks.evaluation_free`: no text about sentiment, movies or films (the
+evaluation tasks' subject) from any source. Held out (never trained on, for the metrics): τ-bench
+retail policy chunks, a tenth of the lm-eval descriptions, and the committed SST-5 canvases. An
+existing `heldout.jsonl` in --out is kept as it is (the committed one is the campaign's
+yardstick) and its prompts are dropped from train.
 
     python recipes/embedded_dlm/make_data.py --data-dir ../shared/data --out recipes/embedded_dlm/data
 """
@@ -34,44 +37,13 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from dlmpo.catalog import get_task
-
-PARAPHRASES = {
-    "sst2": [
-        "You are a sentiment classifier. Reply with exactly one word: positive or negative.",
-        "Read the movie review and decide whether the reviewer liked the film. Answer positive or negative.",
-        "Classify the sentiment of each movie review. Reply with one word: positive or negative.",
-        "You label film reviews by their overall opinion. The answer is either positive or negative.",
-        "Decide if the review expresses a positive or a negative opinion of the movie. Reply with one word.",
-    ],
-    "snli": [
-        "Decide whether the premise entails the hypothesis, contradicts it, or neither. "
-        "Answer entailment, neutral or contradiction.",
-        "Read the premise and the hypothesis. If the premise makes the hypothesis true, answer entailment; "
-        "if it makes it false, answer contradiction; otherwise answer neutral.",
-        "You judge the logical relation between two sentences. Reply with one word: entailment, neutral or "
-        "contradiction.",
-    ],
-    "mrpc": [
-        "Decide whether the two sentences are paraphrases of each other. Answer equivalent or not equivalent.",
-        "Do the two sentences say the same thing? Answer equivalent if they do and not equivalent if they do not.",
-        "You compare two news sentences. If they have the same meaning, answer equivalent; otherwise answer "
-        "not equivalent.",
-    ],
-    "sst5": [  # held out
-        "Classify the sentiment of the movie review as very negative, negative, neutral, positive or very positive.",
-        "Rate the opinion of the movie review on a five-point scale: very negative, negative, neutral, positive or "
-        "very positive. Reply with the label only.",
-    ],
-}
+from training_tasks import PARAPHRASES, evaluation_free, training_tasks
 
 GUIDANCE = [
     "Reply with the label only, without any explanation.",
     "Do not repeat the question or add any other words.",
     "Answer with a single word in lower case.",
     "Base your answer on the overall meaning, not on single words.",
-    "When the text mixes praise and criticism, decide by the main opinion.",
-    "Sarcasm often says the opposite of what the words mean, so read it carefully.",
     "Ignore the length of the text and focus on what it says.",
     "If you are unsure, choose the label that best fits the whole text.",
     "Never answer with a sentence; the answer must be one of the listed labels.",
@@ -184,6 +156,8 @@ def main():
     ap.add_argument("--out", default="recipes/embedded_dlm/data")
     ap.add_argument("--lm-eval-wheel", type=Path, default=None, help="a downloaded lm_eval wheel (else pip download)")
     ap.add_argument("--task-rows", type=int, default=6000, help="task-prompt canvases per training task")
+    ap.add_argument("--lm-eval", action=argparse.BooleanOptionalAction, default=True,
+                    help="add the lm-eval task descriptions (needs the wheel, or pip download)")
     ap.add_argument("--self-instruct", type=Path, default=Path(__file__).parent / "data" / "self_instruct.jsonl",
                     help="rows written by self_instruct.py, added to train when the file is there")
     ap.add_argument("--seed", type=int, default=0)
@@ -194,13 +168,10 @@ def main():
     train: list[dict] = []
     held_out: list[dict] = []
 
-    for name in ("sst2", "snli", "mrpc", "sst5"):
-        task = get_task(name, data)
+    for name, task in training_tasks(data, out / "tasks").items():
         rows = task.examples("train")
-        n = args.task_rows if name != "sst5" else 60
-        target = held_out if name == "sst5" else train
-        for _ in range(n):
-            target.append({"prompt": task_prompt(name, rng), "context": task_traces(task, rows, rng, rng.randint(2, 5))})
+        for _ in range(args.task_rows):
+            train.append({"prompt": task_prompt(name, rng), "context": task_traces(task, rows, rng, rng.randint(2, 5))})
 
     trajectories = json.loads((data / "tau/trajectories/gpt-4o-airline-trials01.json").read_text())
     airline_turns, other_turns = episode_turns(trajectories, range(0, 40)), episode_turns(trajectories, range(40, 50))
@@ -210,7 +181,7 @@ def main():
     for chunk in policy_chunks(data / "tau/retail/policy.md"):
         held_out.append({"prompt": chunk, "context": rng.sample(other_turns, 2)})
 
-    descriptions = lm_eval_descriptions(args.lm_eval_wheel)
+    descriptions = lm_eval_descriptions(args.lm_eval_wheel) if args.lm_eval else []
     rng.shuffle(descriptions)
     cut = len(descriptions) // 10
     held_out += [{"prompt": d} for d in descriptions[:cut]]
@@ -218,11 +189,14 @@ def main():
 
     if args.self_instruct.is_file():
         train += read_jsonl(args.self_instruct)
-    kept = out / "heldout.jsonl"
-    if kept.is_file():  # the committed held-out set stays the yardstick whatever --task-rows draws
-        held_out = read_jsonl(kept)
+    committed = out / "heldout.jsonl"
+    if committed.is_file():  # the committed held-out set stays the yardstick whatever --task-rows draws
+        held_out = read_jsonl(committed)
         unseen = {r["prompt"] for r in held_out}
         train = [r for r in train if r["prompt"] not in unseen]
+    clean = [r for r in train if evaluation_free(r)]
+    print(f"dropped {len(train) - len(clean)} rows that speak of the evaluation tasks' subject")
+    train = clean
     rng.shuffle(train)
     write_jsonl(out / "train.jsonl", train)
     write_jsonl(out / "heldout.jsonl", held_out)
