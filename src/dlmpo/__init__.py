@@ -18,24 +18,18 @@ def optimize(task: str = "sst2", target: str = "embedded", dlm: str | None = Non
              out: str | Path | None = None, **settings: Any):
     """Run the DLM prompt optimizer and write its run directory and report. Returns an
     `OptimizeResult` (`.to_json()`, `OptimizeResult.load(run_dir)`)."""
-    import asyncio
-
     from pydantic import ValidationError
 
+    from dlmpo.api import run_optimizer
     from dlmpo.configfile import describe_validation_error
     from dlmpo.errors import UserError
-    from dlmpo.optimizer import DEFAULT_DLM, Optimizer, OptimizeSettings
-    from dlmpo.report.render import write_report
-    from dlmpo.runs.rundir import default_run_dir
+    from dlmpo.optimizer import DEFAULT_DLM, OptimizeSettings
 
     try:
         s = OptimizeSettings(task=task, target=target, dlm=dlm or DEFAULT_DLM, **settings)
     except ValidationError as exc:
         raise UserError(describe_validation_error(exc, "dlmpo.optimize")) from None
-    run_dir = Path(out) if out else default_run_dir(s.identity())
-    result = asyncio.run(Optimizer(s, run_dir).run())
-    write_report(run_dir)
-    return result
+    return run_optimizer(s, out)
 
 
 def __getattr__(name: str):

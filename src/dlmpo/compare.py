@@ -1,42 +1,14 @@
-"""`dlmpo compare` and `dlmpo sweep`: several optimizer runs under one set of settings, summarized.
-
-Each run is an ordinary run directory under the output folder, so an interrupted comparison
-resumes run by run (finished runs are read back from their result.json)."""
+"""The tables, JSON and plots of `compare` and `sweep` (the runs themselves: `api.compare`,
+`api.sweep`). Each run is an ordinary run directory under the output folder, so an interrupted
+comparison resumes run by run (finished runs are read back from their result.json)."""
 
 from __future__ import annotations
 
 import statistics
 from pathlib import Path
-from typing import Callable
 
-from dlmpo.errors import UserError
 from dlmpo.optimizer.result import OptimizeResult
 from dlmpo.optimizer.settings import OptimizeSettings
-
-OPTIMIZERS = ("dlm", "ar", "textgrad", "gepa", "mipro")
-PEERS = ("gepa", "mipro")  # run through their own packages
-
-
-async def run_one(settings: OptimizeSettings, optimizer: str, out: Path, on_event=None) -> OptimizeResult:
-    if (out / "result.json").is_file():  # finished before an interruption: read it back
-        done = OptimizeResult.load(out)
-        if done.settings == settings.model_dump():
-            return done
-    if optimizer == "gepa":
-        from dlmpo.peers.gepa_peer import run_gepa
-
-        return await run_gepa(settings, out, on_event)
-    if optimizer == "mipro":
-        from dlmpo.peers.mipro_peer import run_mipro
-
-        return await run_mipro(settings, out, on_event)
-    from dlmpo.optimizer import Optimizer
-
-    return await Optimizer(settings, out, on_event=on_event).run()
-
-
-def settings_for(base: OptimizeSettings, optimizer: str, seed: int) -> OptimizeSettings:
-    return base.model_copy(update={"proposer": "dlm" if optimizer in PEERS else optimizer, "seed": seed})
 
 
 def _row(optimizer: str, runs: list[OptimizeResult]) -> dict:
@@ -53,33 +25,10 @@ def _row(optimizer: str, runs: list[OptimizeResult]) -> dict:
     }
 
 
-async def compare(base: OptimizeSettings, optimizers: list[str], seeds: int, out: Path,
-                  on_run: Callable[[str, int, OptimizeResult], None] | None = None) -> dict:
-    unknown = [o for o in optimizers if o not in OPTIMIZERS]
-    if unknown:
-        raise UserError(f"Unknown optimizer '{unknown[0]}': use {', '.join(OPTIMIZERS)}.")
-    if base.max_calls is None and base.max_cost is None and base.max_tokens is None:
-        raise UserError("A comparison needs one budget for every optimizer: pass --max-calls (or --max-cost).")
-    if "gepa" in optimizers:
-        from dlmpo.peers.gepa_peer import _require_gepa
-
-        _require_gepa()
-    if "mipro" in optimizers:
-        from dlmpo.peers.mipro_peer import _require_dspy
-
-        _require_dspy()
-    results: dict[str, list[OptimizeResult]] = {}
-    for optimizer in optimizers:
-        for seed in range(seeds):
-            run = await run_one(settings_for(base, optimizer, seed), optimizer, out / f"{optimizer}-seed{seed}")
-            results.setdefault(optimizer, []).append(run)
-            if on_run:
-                on_run(optimizer, seed, run)
+def summarize_compare(base: OptimizeSettings, results: dict[str, list[OptimizeResult]], seeds: int) -> dict:
     baseline = statistics.mean(r.test["seed"] for runs in results.values() for r in runs)
-    summary = {"results": [_row(o, runs) for o, runs in results.items()], "baseline_test": round(baseline, 4),
-               "task": base.task, "target": base.target, "max_calls": base.max_calls, "seeds": seeds}
-    write_compare_outputs(summary, out)
-    return summary
+    return {"results": [_row(o, runs) for o, runs in results.items()], "baseline_test": round(baseline, 4),
+            "task": base.task, "target": base.target, "max_calls": base.max_calls, "seeds": seeds}
 
 
 def write_compare_outputs(summary: dict, out: Path) -> None:
@@ -110,32 +59,6 @@ def write_compare_outputs(summary: dict, out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out / "compare.png", dpi=120)
     plt.close(fig)
-
-
-async def sweep(base: OptimizeSettings, param: str, values: list[str], out: Path,
-                on_run: Callable[[str, OptimizeResult], None] | None = None) -> dict:
-    from pydantic import ValidationError
-
-    from dlmpo.configfile import describe_validation_error
-
-    if param not in OptimizeSettings.model_fields or param in ("task", "target", "data_dir"):
-        raise UserError(f"Cannot sweep '{param}': use an optimizer setting such as steps, mask_tokens, candidates.")
-    rows: list[dict] = []
-    baseline = 0.0
-    for value in values:
-        try:
-            settings = OptimizeSettings.model_validate(base.model_dump() | {param: value})
-        except ValidationError as exc:
-            raise UserError(describe_validation_error(exc, f"--values {value}")) from None
-        run = await run_one(settings, settings.proposer, out / f"{param}-{value}")
-        rows.append({"value": value, "test": run.test["best"], "val": run.val["best"], "calls": run.calls,
-                     "seconds": round(run.seconds, 1)})
-        baseline = run.test["seed"]
-        if on_run:
-            on_run(value, run)
-    summary = {"param": param, "results": rows, "baseline_test": baseline, "task": base.task}
-    write_sweep_outputs(summary, out)
-    return summary
 
 
 def write_sweep_outputs(summary: dict, out: Path) -> None:

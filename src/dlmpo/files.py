@@ -147,3 +147,23 @@ def append_line(path: str | Path, line: str) -> bool:
         f.flush()
         os.fsync(f.fileno())
     return torn
+
+
+def read_prompt(value: str | None, default: str) -> str:
+    """A prompt given as a file path or as literal text. Left out (None): `default`, the task's
+    prompt; empty ('' or an empty file): no system prompt, in every command."""
+    if value is None:
+        return default
+    if not value.strip():
+        return ""
+    path = Path(value)
+    try:
+        is_file = "\n" not in value and path.is_file()
+        is_dir = "\n" not in value and not is_file and path.is_dir()
+    except OSError:  # text too long to be a file name: it is the prompt itself
+        is_file = is_dir = False
+    if is_dir:
+        raise UserError(f"Prompt file {path} is a folder: pass a file or the prompt's text.")
+    if not is_file and "\n" not in value and len(value) < 256 and path.suffix in (".txt", ".md", ".prompt"):
+        raise UserError(f"Prompt file {path} does not exist.")
+    return read_text(path, "Prompt").strip() if is_file else value

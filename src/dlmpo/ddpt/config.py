@@ -112,3 +112,41 @@ class DDPTConfig:
             return cls.from_json(settings).validate()
         except UserError as exc:
             raise UserError(f"{source} is damaged: {exc}") from None
+
+
+# the command line's help of each setting (`dlmpo ddpt train --help` adds the defaults above)
+HELP = {
+    'task': 'humaneval, mbpp, codealpaca, conala (hub), or a .jsonl of problems.',
+    'target': 'A local causal LM: embedded or hf:<repo-or-path>.',
+    'method': 'ddpt, or prompt-tuning (the plain baseline alone).',
+    'seed': 'Seed of every random choice (same seed, same z, same outputs).',
+    'split_seed': 'Seed of the train/val/test split.',
+    'context': 'The context text: its embeddings are what gets tuned.',
+    'instruction': 'The instruction text after the context (kept as written).',
+    'z_dim': 'Dimension of the prompt vector z.',
+    'max_prompt_tokens': 'Train problems with longer prompts are left out.',
+    'max_solution_tokens': 'Training scores this many solution tokens.',
+    'clusters': 'Stage 1: clusters of train problems.',
+    'directions_per_cluster': 'Stage 1: z* per cluster (seeds).',
+    'direction_steps': 'Stage 1: Adam steps per z*.',
+    'prompt_tuning_steps': 'Baseline: Adam steps on one z.',
+    'batch_size': 'Problems per step (stage 1 and the baseline).',
+    'lr': 'Learning rate of z.',
+    'timesteps': 'Diffusion timesteps T.',
+    'denoiser_hidden': 'Width of the denoiser MLP.',
+    'denoiser_steps': 'Stage 2: steps of the diffusion loss alone.',
+    'code_steps': 'Stage 2: further steps with the code loss added.',
+    'code_batch': 'Stage 2: problems per code-loss step.',
+    'code_weight': 'Stage 2: weight of the code loss.',
+    'cond_dropout': 'Stage 2: share of pairs trained without their condition.',
+    'denoiser_lr': 'Stage 2: learning rate.',
+    'sampler': 'ddim or ddpm.',
+    'sample_steps': 'DDIM steps.',
+    'max_new_tokens': 'Generation cap for pass@k.',
+    'samples': 'Completions per problem: 1 greedy, more sampled (pass@k).',
+    'temperature': 'Sampling temperature when samples > 1.',
+    'timeout_s': 'Sandbox: seconds per program.',
+    'memory_mb': 'Sandbox: address-space limit per program.',
+    'train_limit': 'Use only the first N train problems.',
+    'test_limit': 'Score only the first N test problems.',
+}

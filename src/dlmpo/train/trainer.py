@@ -94,6 +94,32 @@ class TrainConfig:
         return {k: v for k, v in asdict(self).items() if k not in volatile}
 
 
+# the command line's help of each setting (`dlmpo train --help` adds the defaults above)
+HELP = {
+    "dlm": "Base DLM specifier (smollm2:base, dream:, llada:, mlm:, tiny-random:).",
+    "data": "JSONL rows: canvas {prompt, context?} or chat {messages} / {system?, user, assistant}.",
+    "out": "Output directory (re-run the same command to resume).",
+    "eval_data": "Held-out JSONL for loss and masked-token accuracy.",
+    "masking": "joint (every token) or target (only the text the DLM writes).",
+    "span_fraction": "Share of sequences masked as the optimizer masks: target spans only.",
+    "attention": "full, block:B (block-causal) or anneal:N (causal opened over N steps).",
+    "lora_rank": "LoRA rank (alpha is twice the rank).",
+    "train_mask_row": "Also train the mask token's embedding row.",
+    "steps": "Optimizer steps in all (raise it to continue a finished run).",
+    "batch_size": "Sequences per step.",
+    "lr": "Learning rate.",
+    "warmup": "Warm-up steps.",
+    "max_length": "Tokens per sequence (longer examples are dropped and counted).",
+    "eval_every": "Evaluate every N steps.",
+    "save_every": "Checkpoint every N steps.",
+    "eval_ratio": "Share of tokens masked in the held-out evaluation (fixed seed).",
+    "eval_on": "Held-out metric on target, context or all tokens.",
+    "bf16": "bf16 autocast (faster on recent CPUs and GPUs).",
+    "init_from": "Adapter folder to start from when --out holds no checkpoint.",
+    "seed": "Random seed.",
+    "device": "cpu, cuda, ...",
+}
+
 def inference_attention(spec: str) -> str:
     """The attention a trained model runs with: annealing ends at full attention."""
     kind, arg = attention_kind(spec)

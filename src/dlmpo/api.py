@@ -1,0 +1,437 @@
+"""The one place that builds things: settings -> task, models, optimizer -> run directory -> report.
+
+The CLI, `dlmpo.optimize`, `compare` and `sweep` call these functions and nothing below them:
+
+    run_optimizer(settings, out, on_event=..., on_progress=...) -> OptimizeResult (report written)
+    evaluate_split(task, split, target, ...)                     -> EvalSummary (files written)
+    train(cfg, on_log=..., on_progress=...)                      -> the trainer's summary
+    ddpt_train(cfg, out, ...) / ddpt_sample(run_dir, ...) / score_soft_prompt(spec, ...)
+    compare(base, optimizers, seeds, out) / sweep(base, param, values, out)
+
+Progress callbacks take (what, done, total, status) and are transient; events are typed
+(`optimizer.events`) and also land in the run directory."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from dlmpo.errors import UserError
+from dlmpo.optimizer.result import OptimizeResult
+from dlmpo.optimizer.settings import OptimizeSettings, load_settings
+
+Progress = Callable[[str, int, "int | None", str], None]
+Note = Callable[[str], None]
+
+
+def _quiet(*_args: Any) -> None:
+    pass
+
+
+# ---------------------------------------------------------------- optimize
+
+
+def make_settings(config: str | Path | None = None, overrides: dict | None = None,
+                  sets: list[str] | None = None) -> OptimizeSettings:
+    """Optimize settings: a config file, then `overrides` (None = not given), then `key=value` items."""
+    extra = {}
+    for item in sets or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--set expects key=value, got '{item}'.")
+        extra[key.strip().replace("-", "_")] = value.strip()
+    flags = {k: (str(v) if isinstance(v, Path) else v) for k, v in (overrides or {}).items()}
+    return load_settings(config, {**flags, **extra})
+
+
+def run_dir_for(settings: OptimizeSettings, out: str | Path | None = None) -> Path:
+    from dlmpo.runs.rundir import default_run_dir
+
+    return Path(out) if out else default_run_dir(settings.identity())
+
+
+def prepare_optimizer(settings: OptimizeSettings, out: str | Path | None = None, *, on_event=None, on_progress=None):
+    """The DLM optimizer on its run directory, not started: `.task.notes`, `.check()` and
+    `.estimate()` serve a dry run; `run_optimizer` runs it."""
+    from dlmpo.optimizer.loop import Optimizer
+
+    sink = (lambda what, done, total: on_progress(what, done, total, "")) if on_progress else None
+    return Optimizer(settings, run_dir_for(settings, out), on_event=on_event, on_progress=sink)
+
+
+async def run_optimizer_async(settings: OptimizeSettings, out: str | Path | None = None, *, optimizer: str | None = None,
+                              on_event=None, on_progress: Progress | None = None, on_note: Note = _quiet,
+                              report: bool = True, reuse_finished: bool = False) -> OptimizeResult:
+    """Run one optimizer (`settings.proposer`'s loop, or a registered peer such as gepa) to its
+    result, and write the report. `reuse_finished`: a run directory whose result.json holds these
+    very settings is read back instead (an interrupted comparison resumes run by run)."""
+    from dlmpo.optimizers import optimizer_named
+
+    run_dir = run_dir_for(settings, out)
+    name = optimizer or settings.proposer
+    result = None
+    if reuse_finished and (run_dir / "result.json").is_file():
+        done = OptimizeResult.load(run_dir)
+        if done.settings == settings.model_dump():
+            result = done
+    if result is None:
+        entry = optimizer_named(name)
+        if entry.run is None:  # our loop, with the entry's proposer
+            optimizer_obj = prepare_optimizer(settings, run_dir, on_event=on_event, on_progress=on_progress)
+            for note in optimizer_obj.task.notes:
+                on_note(note)
+            result = await optimizer_obj.run()
+        else:
+            result = await entry.run(settings, run_dir, on_event)
+    if report:
+        write_report(run_dir)
+    return result
+
+
+def run_optimizer(settings: OptimizeSettings, out: str | Path | None = None, **kwargs: Any) -> OptimizeResult:
+    """`run_optimizer_async` from synchronous code."""
+    return asyncio.run(run_optimizer_async(settings, out, **kwargs))
+
+
+def write_report(run_dir: str | Path) -> tuple[dict[str, Path], OptimizeResult]:
+    """(Re)write report.md, report.html and scores.png of a run directory; its paths and result."""
+    from dlmpo.report.render import write_report as render
+
+    paths = render(run_dir)
+    return paths, OptimizeResult.load(run_dir)
+
+
+# ---------------------------------------------------------------- evaluate, infill
+
+
+@dataclass
+class EvalSummary:
+    """One prompt scored on one split: the result, the usage, and what was written where."""
+
+    task: str
+    split: str
+    prompt: str
+    result: Any  # tasks.EvalResult
+    usage: dict
+    episodic: bool = False
+    trials: int = 1
+    user_usage: dict | None = None
+    written: dict[str, Path] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        r = self.result
+        summary = {"task": self.task, "split": self.split, "n": r.n, "score": round(r.score, 4),
+                   "metrics": {k: round(v, 4) for k, v in r.metrics.items()}, "parse_failures": r.parse_failures,
+                   "target_failures": r.failures, "usage": self.usage}
+        if self.episodic:
+            summary["pass_hat_k"] = {str(k): round(r.metrics[f"pass^{k}"], 4) for k in range(1, self.trials + 1)}
+            summary["trials"] = self.trials
+            if self.user_usage is not None:
+                summary["user_usage"] = self.user_usage
+        return summary
+
+
+def evaluate_split(task: str, split: str = "val", target: str = "embedded", *, prompt: str | None = None,
+                   user_model: str = "scripted", trials: int = 1, max_steps: int = 30, limit: int | None = None,
+                   data_dir: str | Path | None = None, out: str | Path | None = None, max_tokens: int | None = None,
+                   concurrency: int | None = None, rpm: float | None = None, tpm: float | None = None,
+                   prices: str | Path | None = None, use_cache: bool = True, allow_unisolated_code: bool = False,
+                   on_note: Note = _quiet, on_progress: Progress = _quiet) -> EvalSummary:
+    """Score `prompt` (None: the task's own) on a split; with `out`, write traces.jsonl,
+    summary.json (and episodes.jsonl for τ-bench). Every mistake fails before the first call."""
+    from dlmpo.catalog import get_task
+    from dlmpo.evaluate import answer_cap, evaluate
+    from dlmpo.files import check_out_dir
+    from dlmpo.lm import open_target
+    from dlmpo.lm.pricing import PriceTable
+    from dlmpo.lm.ratelimit import check_limits
+    from dlmpo.lm.spec import parse_target_spec
+    from dlmpo.tasks import is_episodic
+
+    parse_target_spec(target)  # a bad specifier, limit or out folder fails before any data is read
+    if user_model != "scripted":
+        parse_target_spec(user_model)
+    check_limits(rpm=rpm, tpm=tpm, concurrency=concurrency)
+    out = check_out_dir(out) if out is not None else None
+    the_task = get_task(task, data_dir, allow_unisolated_code=allow_unisolated_code)
+    episodic = is_episodic(the_task)
+    if not episodic and (trials > 1 or user_model != "scripted"):
+        raise UserError("--trials and --user-model apply to τ-bench tasks only.")
+    max_tokens = answer_cap(the_task, max_tokens)
+    for note in the_task.notes:
+        on_note(note)
+    examples = the_task.examples(split)[:limit] if limit else the_task.examples(split)
+    if not examples:
+        raise UserError(f"Split '{split}' of task '{the_task.name}' has no examples.")
+    system_prompt = the_task.seed_prompt if prompt is None else prompt
+    model = open_target(target, use_cache=use_cache, concurrency=concurrency, rpm=rpm, tpm=tpm,
+                        prices=PriceTable.from_file(prices) if prices else None)
+    if not model.price_known:
+        on_note(f"no price known for '{model.name}': its cost is counted as $0 (pass --prices).")
+    simulator = None
+    if episodic:
+        the_task.max_steps, the_task.trials = max_steps, trials
+        if user_model != "scripted":  # the target plays the user when both are the same specifier
+            simulator = model if user_model == target else open_target(
+                user_model, use_cache=use_cache, concurrency=concurrency, rpm=rpm, tpm=tpm)
+        the_task.bind_user_model(simulator)
+    what, total = f"eval {the_task.name}/{split}", len(examples) * trials
+    on_progress(what, 0, total, "")
+    counts = {"done": 0, "correct": 0}
+
+    def done(trace) -> None:
+        counts["done"] += 1
+        counts["correct"] += trace.score > 0
+        on_progress(what, counts["done"], total, f"score {counts['correct'] / counts['done']:.3f}")
+
+    async def run():
+        try:
+            return await evaluate(the_task, model, system_prompt, examples, split=split, max_tokens=max_tokens,
+                                  on_done=done)
+        finally:
+            await model.aclose()
+            if simulator is not None and simulator is not model:
+                await simulator.aclose()
+
+    result = asyncio.run(run())
+    summary = EvalSummary(the_task.name, split, system_prompt, result, model.accounting.to_json(), episodic, trials,
+                          simulator.accounting.to_json() if simulator is not None else None)
+    if out is not None:
+        _write_eval(out, summary, the_task.episodes if episodic else None)
+    return summary
+
+
+def _write_eval(out: Path, summary: EvalSummary, episodes) -> None:
+    from dlmpo.files import write_text_atomic
+
+    out.mkdir(parents=True, exist_ok=True)
+    summary.result.write_traces(out / "traces.jsonl")
+    summary.written["traces"] = out / "traces.jsonl"
+    if episodes is not None:
+        from dlmpo.tau.agent import episode_json
+
+        with (out / "episodes.jsonl").open("w", encoding="utf-8") as f:
+            for ep in episodes:
+                f.write(json.dumps(episode_json(ep), ensure_ascii=False) + "\n")
+    write_text_atomic(out / "summary.json", json.dumps({**summary.to_json(), "prompt": summary.prompt}, indent=2))
+    summary.written["summary"] = out / "summary.json"
+
+
+def infill_text(dlm: str, text: str, sampler, *, context: str | Path | None = None, examples: str | Path | None = None,
+                candidates: int = 1, device: str | None = None, adapter: str | Path | None = None):
+    """Fill the masks of `text` with a DLM, conditioned on JSONL traces (`context`) and/or input ->
+    output `examples`; (InfillResult, seconds including loading)."""
+    import time
+
+    from dlmpo.dlm import infill, load_dlm
+    from dlmpo.dlm.canvas import EXAMPLES_INSTRUCTION
+    from dlmpo.jsonl import read_objects
+
+    sampler.validate()
+    items = [obj for _, obj in read_objects(context, "Context")] if context else []
+    instruction = None
+    if examples:
+        items += [{"query": r.get("input", r.get("query", r.get("user"))),
+                   "output": r.get("output", r.get("assistant"))} for _, r in read_objects(examples, "Examples")]
+        instruction = EXAMPLES_INSTRUCTION
+    start = time.perf_counter()
+    model = load_dlm(dlm, device, adapter=adapter)
+    result = infill(model, text, context=items, instruction=instruction, n_candidates=candidates, sampler=sampler)
+    return result, time.perf_counter() - start
+
+
+def tau_replay(trajectories: str | Path, domain: str, data_dir: str | Path | None = None):
+    """Recorded τ-bench episodes re-run on a fresh database, every reward recomputed."""
+    from dlmpo.catalog import resolve_data_dir
+    from dlmpo.tau.domain import load_domain
+    from dlmpo.tau.replay import replay
+
+    return replay(trajectories, load_domain(domain, resolve_data_dir(data_dir)))
+
+
+def fetch_data(name: str, dest: str | Path | None = None, ref: str | None = None, on_file=None) -> tuple[Path, str]:
+    """Download τ-bench and convert it to dlmpo's layout; (its path, the commit)."""
+    from dlmpo.tau.fetch import PINNED_REF, fetch_tau
+
+    if name != "tau":
+        raise UserError(f"Unknown dataset '{name}': only tau can be fetched (the GLUE tasks load from the hub).")
+    ref = ref or PINNED_REF
+    return fetch_tau(dest, ref, on_file=on_file), ref
+
+
+# ---------------------------------------------------------------- train, DDPT
+
+
+def train(cfg, *, on_log: Callable[[dict], None] | None = None, on_progress: Progress = _quiet) -> dict:
+    """Fine-tune a DLM (`train.TrainConfig`); resumable from its output directory."""
+    from dlmpo.train import Trainer
+
+    trainer = Trainer(cfg, on_log=on_log)
+    what = f"train {cfg.masking}"
+    on_progress(what, 0, cfg.steps, "")
+    return trainer.run(progress=lambda step, total, last: on_progress(
+        what, step, total, f"loss {last['loss']:.3f} acc {last['masked_acc']:.3f}"))
+
+
+def allow_unisolated(allowed: bool) -> None:
+    """The opt-in of this process's sandbox (`DLMPO_ALLOW_UNISOLATED_CODE`): DDPT's scoring reads it."""
+    if allowed:
+        import os
+
+        from dlmpo.code.sandbox import OPT_IN_ENV
+
+        os.environ[OPT_IN_ENV] = "1"
+
+
+def ddpt_train(cfg, out: str | Path, *, device: str | None = None, on_event=None, on_progress: Progress = _quiet,
+               on_note: Note = _quiet, on_start: Callable[[], None] | None = None, allow_unisolated_code: bool = False):
+    """A DDPT run (`ddpt.DDPTConfig`) in `out`, resumable; returns its `DDPTResult`."""
+    from dlmpo.ddpt.run import DDPTRun
+
+    allow_unisolated(allow_unisolated_code)
+    run = DDPTRun(cfg, out, device=device, on_event=on_event,
+                  on_progress=lambda stage, done, total, status: on_progress(stage, done, total, status))
+    for note in run.notes:
+        on_note(note)
+    if on_start:
+        on_start()
+    return run.run()
+
+
+def ddpt_sample(run_dir: str | Path, *, n: int = 1, seed: int = 0, problem: str | None = None,
+                sampler: str | None = None, steps: int | None = None, words: int = 5, out: str | Path | None = None,
+                device: str | None = None, on_note: Note = _quiet) -> list[dict]:
+    """Prompt vectors z sampled from a trained DDPT run, read through their nearest vocabulary words."""
+    from dlmpo.code.problems import load_code_problems
+    from dlmpo.ddpt.config import SAMPLERS
+    from dlmpo.ddpt.interpret import interpret
+    from dlmpo.ddpt.trained import TrainedSoftPrompt
+    from dlmpo.files import check_out_file
+
+    if sampler is not None and sampler not in SAMPLERS:
+        raise UserError(f"Unknown sampler '{sampler}': use ddim or ddpm.")
+    if out is not None:
+        check_out_file(out)
+    trained = TrainedSoftPrompt(run_dir, device)
+    chosen = None
+    if problem is not None:
+        splits = load_code_problems(trained.cfg.task, trained.cfg.split_seed)
+        found = [p for p in splits.train + splits.val + splits.test if p.task_id == problem]
+        if not found:
+            raise UserError(f"Task '{trained.cfg.task}' has no problem '{problem}'.")
+        chosen = found[0]
+    if trained.prior is None:
+        on_note(f"{run_dir} has no diffusion prior (a prompt-tuning run): showing its one tuned z.")
+    rows = []
+    for i in range(n if trained.prior is not None else 1):
+        z = trained.sample(seed + i, chosen, method=sampler, steps=steps)
+        rows.append({"seed": seed + i, "problem": problem, "norm": round(z.norm().item(), 4),
+                     "z": [round(v, 6) for v in z.tolist()], "words": interpret(trained.space, z, words)})
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps({"run_dir": str(run_dir), "samples": rows}, indent=2, ensure_ascii=False))
+    return rows
+
+
+def score_soft_prompt(spec: str, *, task: str, split: str, target: str, limit: int | None = None,
+                      max_tokens: int | None = None, out: str | Path | None = None,
+                      on_progress: Progress = _quiet) -> dict:
+    """`dlmpo eval --soft-prompt RUN_DIR[#variant]`: NLL and pass@k of a tuned soft prompt on a code task."""
+    from dlmpo.code.problems import is_code_task, load_code_problems
+    from dlmpo.ddpt.trained import TrainedSoftPrompt, parse_soft_prompt
+    from dlmpo.ddpt.whitebox import require_white_box
+    from dlmpo.files import check_out_dir
+
+    require_white_box(target)
+    out = check_out_dir(out) if out is not None else None
+    if not is_code_task(task):
+        raise UserError("--soft-prompt needs a code task: humaneval, mbpp, codealpaca, conala or a .jsonl of problems.")
+    run_dir, variant = parse_soft_prompt(spec)
+    splits = load_code_problems(task)  # a bad task fails before the model loads
+    trained = TrainedSoftPrompt(run_dir)
+    if trained.cfg.target != target:
+        raise UserError(f"The soft prompts in {run_dir} were trained on {trained.cfg.target}: pass --target {trained.cfg.target}.")
+    if task == trained.cfg.task and trained.cfg.split_seed != 0:
+        splits = load_code_problems(task, trained.cfg.split_seed)  # the run's own held-out problems
+    variant = trained.resolve(variant)
+    problems = splits.get(split)[:limit] if limit else splits.get(split)
+    if not problems:
+        raise UserError(f"Split '{split}' of task '{task}' has no problems.")
+    what, total, done = f"eval {task}/{split} [{variant}]", trained.units(problems), [0]
+    on_progress(what, 0, total, "")
+
+    def advance(k: int) -> None:
+        done[0] += k
+        on_progress(what, done[0], total, "")
+
+    score = trained.score(variant, problems, seed=trained.cfg.seed, max_new_tokens=max_tokens, on_progress=advance)
+    metrics = score.summary()
+    summary = {"task": task, "split": split, "n": len(problems), "score": metrics.get("pass@1"), "metrics": metrics,
+               "soft_prompt": {"run_dir": str(run_dir), "variant": variant}}
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        with (out / "generations.jsonl").open("w", encoding="utf-8") as f:
+            for row in score.rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+# ---------------------------------------------------------------- compare, sweep
+
+
+async def compare(base: OptimizeSettings, optimizers: list[str], seeds: int, out: Path,
+                  on_run: Callable[[str, int, OptimizeResult], None] | None = None) -> dict:
+    """Several optimizers from the same seed prompt under one budget, `seeds` runs each."""
+    from dlmpo.compare import summarize_compare, write_compare_outputs
+    from dlmpo.optimizers import optimizer_named
+
+    entries = [optimizer_named(o) for o in optimizers]
+    if base.max_calls is None and base.max_cost is None and base.max_tokens is None:
+        raise UserError("A comparison needs one budget for every optimizer: pass --max-calls (or --max-cost).")
+    for entry in entries:
+        if entry.require is not None:
+            entry.require()
+    results: dict[str, list[OptimizeResult]] = {}
+    for entry in entries:
+        for seed in range(seeds):
+            settings = base.model_copy(update={"proposer": entry.proposer, "seed": seed})
+            run = await run_optimizer_async(settings, out / f"{entry.name}-seed{seed}", optimizer=entry.name,
+                                            report=False, reuse_finished=True)
+            results.setdefault(entry.name, []).append(run)
+            if on_run:
+                on_run(entry.name, seed, run)
+    summary = summarize_compare(base, results, seeds)
+    write_compare_outputs(summary, out)
+    return summary
+
+
+async def sweep(base: OptimizeSettings, param: str, values: list[str], out: Path,
+                on_run: Callable[[str, OptimizeResult], None] | None = None) -> dict:
+    """Vary one optimizer setting; held-out test score against it (the paper's Figure 3)."""
+    from pydantic import ValidationError
+
+    from dlmpo.compare import write_sweep_outputs
+    from dlmpo.configfile import describe_validation_error
+
+    if param not in OptimizeSettings.model_fields or param in ("task", "target", "data_dir"):
+        raise UserError(f"Cannot sweep '{param}': use an optimizer setting such as steps, mask_tokens, candidates.")
+    rows: list[dict] = []
+    baseline = 0.0
+    for value in values:
+        try:
+            settings = OptimizeSettings.model_validate(base.model_dump() | {param: value})
+        except ValidationError as exc:
+            raise UserError(describe_validation_error(exc, f"--values {value}")) from None
+        run = await run_optimizer_async(settings, out / f"{param}-{value}", report=False, reuse_finished=True)
+        rows.append({"value": value, "test": run.test["best"], "val": run.val["best"], "calls": run.calls,
+                     "seconds": round(run.seconds, 1)})
+        baseline = run.test["seed"]
+        if on_run:
+            on_run(value, run)
+    summary = {"param": param, "results": rows, "baseline_test": baseline, "task": base.task}
+    write_sweep_outputs(summary, out)
+    return summary

@@ -1,0 +1,53 @@
+"""Every optimizer `compare` can run, by name: our loop with each registered proposer, and the
+peers that run through their own packages (GEPA, MIPROv2). A new peer is one file in peers/ and
+one line here; a new proposer registers in `optimizer.proposers.PROPOSERS` and appears here."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from dlmpo.errors import UserError
+
+
+@dataclass(frozen=True)
+class OptimizerEntry:
+    name: str
+    proposer: str = "dlm"  # the `proposer` setting of its runs
+    run_path: str | None = None  # "module:function" of a peer, async (settings, out, on_event) -> OptimizeResult
+    require_path: str | None = None  # "module:function" that says which package is missing, before any run
+
+    @property
+    def run(self) -> Callable[..., Awaitable] | None:
+        return _load(self.run_path) if self.run_path else None
+
+    @property
+    def require(self) -> Callable[[], None] | None:
+        return _load(self.require_path) if self.require_path else None
+
+
+def _load(path: str):
+    module, name = path.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+PEERS = {
+    "gepa": OptimizerEntry("gepa", run_path="dlmpo.peers.gepa_peer:run_gepa",
+                           require_path="dlmpo.peers.gepa_peer:_require_gepa"),
+    "mipro": OptimizerEntry("mipro", run_path="dlmpo.peers.mipro_peer:run_mipro",
+                            require_path="dlmpo.peers.mipro_peer:_require_dspy"),
+}
+
+
+def optimizers() -> dict[str, OptimizerEntry]:
+    from dlmpo.optimizer.registry import PROPOSERS
+
+    return {**{name: OptimizerEntry(name, proposer=name) for name in PROPOSERS}, **PEERS}
+
+
+def optimizer_named(name: str) -> OptimizerEntry:
+    known = optimizers()
+    if name not in known:
+        raise UserError(f"Unknown optimizer '{name}': use {', '.join(known)}.")
+    return known[name]
