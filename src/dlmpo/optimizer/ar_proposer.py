@@ -99,3 +99,10 @@ class _WordTokenizer:
 def render_traces(context: list[ContextItem]) -> str:
     """The traces as a chat model's writers read them: numbered, each field capped by words."""
     return "\n\n".join(c.render(i, 160, 96, _WordTokenizer()) for i, c in enumerate(context, 1))
+
+
+def build(s, writer: ChatModel) -> ARProposer:
+    """The registry's builder (`optimizer.registry.PROPOSERS['ar']`)."""
+    assert writer is not None
+    return ARProposer(writer, strategy=s.strategy, mask_tokens=s.mask_tokens, span_ratio=s.span_ratio,
+                      span_length=s.span_length, seed=s.seed, temperature=s.temperature)

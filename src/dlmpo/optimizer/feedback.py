@@ -113,3 +113,21 @@ class HumanFeedback:
                 note = self.by_example.get(t.example_id) or self.general
                 notes.append(f"{t.feedback} Note: {note}" if note else t.feedback)
         return Notes(notes)
+
+
+# the registry's builders (`optimizer.registry.FEEDBACK`): (settings, judge model, task) -> FeedbackSource
+def metric(s, judge_model, task) -> MetricFeedback:
+    return MetricFeedback()
+
+
+def judge(s, judge_model, task) -> JudgeFeedback:
+    assert judge_model is not None
+    return JudgeFeedback(judge_model, getattr(task, "judge_instruction", JUDGE_INSTRUCTION))
+
+
+def human(s, judge_model, task) -> HumanFeedback:
+    return HumanFeedback(s.human_notes)
+
+
+def none(s, judge_model, task) -> NoFeedback:
+    return NoFeedback()

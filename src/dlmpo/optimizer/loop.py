@@ -17,14 +17,15 @@ import re
 import time
 from pathlib import Path
 
-from dlmpo.dlm import ContextItem, SamplerConfig, load_dlm
+from dlmpo.dlm import ContextItem
 from dlmpo.errors import BudgetExceeded, UserError
 from dlmpo.lm import Usage
 from dlmpo.optimizer.events import CandidateScored, Decision, Feedback, FeedbackFallback, RoundEnd, RoundStart, RunStart, Stop
-from dlmpo.optimizer.feedback import JUDGE_INSTRUCTION, FeedbackSource, HumanFeedback, JudgeFeedback, MetricFeedback, NoFeedback
+from dlmpo.optimizer.feedback import FeedbackSource, HumanFeedback
 from dlmpo.optimizer.guards import PromptGuard
-from dlmpo.optimizer.proposers import DLMProposer, Proposer, prompt_key
+from dlmpo.optimizer.proposers import Proposer, prompt_key
 from dlmpo.optimizer.readability import ReadabilityGate
+from dlmpo.optimizer.registry import FEEDBACK, PROPOSERS
 from dlmpo.optimizer.result import CandidateRecord, OptimizeResult, RoundRecord
 from dlmpo.optimizer.selection import futile, look_level, paired, power_note, second_look, val_parts
 from dlmpo.optimizer.selection import judge as sign_judge
@@ -102,7 +103,7 @@ class Optimizer:
     def check(self) -> None:
         """What a dry run verifies without a call: the DLM and its adapter load, the seed prompt fits
         the DLM, human notes read. Each failure is a UserError."""
-        if self.s.proposer == "dlm":
+        if not PROPOSERS[self.s.proposer].writer:  # a chat-model writer opens with the run's models
             self._limit_prompt_tokens(self._make_proposer())
         if self.s.feedback == "human":
             HumanFeedback(self.s.human_notes)
@@ -110,36 +111,12 @@ class Optimizer:
     def _feedback(self) -> FeedbackSource:
         if self._feedback_source is not None:
             return self._feedback_source
-        if self.s.feedback == "judge":
-            judge = self.session.judge
-            assert judge is not None
-            return JudgeFeedback(judge, getattr(self.task, "judge_instruction", JUDGE_INSTRUCTION))
-        if self.s.feedback == "human":
-            return HumanFeedback(self.s.human_notes)
-        return NoFeedback() if self.s.feedback == "none" else MetricFeedback()
+        return FEEDBACK[self.s.feedback].build(self.s, self.session.judge, self.task)
 
     def _make_proposer(self) -> Proposer:
         if self._proposer is not None:
             return self._proposer
-        s = self.s
-        if s.proposer == "ar":
-            from dlmpo.optimizer.ar_proposer import ARProposer
-
-            assert self.session.writer is not None
-            return ARProposer(self.session.writer, strategy=s.strategy, mask_tokens=s.mask_tokens, span_ratio=s.span_ratio,
-                              span_length=s.span_length, seed=s.seed, temperature=s.temperature)
-        if s.proposer == "textgrad":
-            from dlmpo.optimizer.textgrad_proposer import TextGradProposer
-
-            assert self.session.writer is not None
-            return TextGradProposer(self.session.writer, temperature=s.temperature)
-        sampler = SamplerConfig(steps=s.steps, alg=s.alg, alg_temp=s.alg_temp, temperature=s.temperature,
-                                top_p=s.top_p, top_k=s.top_k, block_length=s.block_length, threshold=s.threshold,
-                                kv_refresh=s.kv_refresh, seed=s.seed, schedule=s.schedule)
-        sampler.validate()
-        model = load_dlm(s.dlm, s.device, adapter=s.adapter)
-        return DLMProposer(model, sampler, strategy=s.strategy, mask_tokens=s.mask_tokens,
-                           span_ratio=s.span_ratio, span_length=s.span_length, seed=s.seed)
+        return PROPOSERS[self.s.proposer].build(self.s, self.session.writer)
 
     def _limit_prompt_tokens(self, proposer: Proposer) -> None:
         limit = proposer.prompt_token_limit()
@@ -159,11 +136,11 @@ class Optimizer:
         s, session = self.s, self.session
         resuming = session.bind()
         done_rounds = {e.round: e for e in session.events() if isinstance(e, RoundEnd)}
-        session.open_models(writer=s.proposer in ("ar", "textgrad"))
+        session.open_models(writer=PROPOSERS[s.proposer].writer)
         # the proposer before the seed is scored: a prompt it cannot rewrite is an error before any call
         proposer: Proposer | None = None
         if len(done_rounds) < s.rounds:
-            model = s.dlm if s.proposer == "dlm" else s.optimizer_model
+            model = s.optimizer_model if PROPOSERS[s.proposer].writer else s.dlm
             session.on_progress(f"loading the {s.proposer} proposer ({model})", 0, None)
         try:
             if len(done_rounds) < s.rounds:
@@ -217,7 +194,7 @@ class Optimizer:
         session.emit(Stop(reason=stop_reason))
         return await session.finish(
             best_prompt=incumbent, best_val=best_val, seed_val=seed_val.score, seed_test=seed_test.score,
-            optimizer=s.dlm if s.proposer == "dlm" else f"{s.proposer}:{s.optimizer_model}",
+            optimizer=f"{s.proposer}:{s.optimizer_model}" if PROPOSERS[s.proposer].writer else s.dlm,
             stop_reason=stop_reason, rounds=records, warnings=([warning] if warning else []) + self._fallback_warnings())
 
     def _fallback_warnings(self) -> list[str]:

@@ -17,6 +17,7 @@ from dlmpo.lm import ChatModel, open_target
 from dlmpo.lm.budget import Budget
 from dlmpo.lm.pricing import PriceTable
 from dlmpo.optimizer.events import Eval, Event, RunEnd, parse_event
+from dlmpo.optimizer.registry import FEEDBACK, PROPOSERS
 from dlmpo.optimizer.result import OptimizeResult, RoundRecord
 from dlmpo.optimizer.settings import OptimizeSettings
 from dlmpo.runs.rundir import RunDir
@@ -78,10 +79,8 @@ class RunSession:
         calls = runs * len(per_example[0])  # an episodic example (τ-bench) is several target calls
         if s.feedback == "judge":
             calls += s.rounds * min(s.batch_size, len(self.train_pool))
-        if s.proposer == "ar":
-            calls += s.rounds * s.candidates
-        if s.proposer == "textgrad":
-            calls += s.rounds * (s.candidates + 1)
+        per_candidate, extra = PROPOSERS[s.proposer].writer_calls
+        calls += s.rounds * (per_candidate * s.candidates + extra)
         sample = [r for rs in per_example for r in rs]
         avg_prompt = sum(r.prompt_tokens_bound() for r in sample) / len(sample)
         return {"calls": calls, "prompt_tokens": int(calls * avg_prompt),
@@ -99,7 +98,7 @@ class RunSession:
         prices = PriceTable.from_file(s.prices) if s.prices else None
         kw = dict(cache_path=self.run_dir.calls_db, concurrency=s.concurrency, rpm=s.rpm, tpm=s.tpm, prices=prices)
         self.target = target = open_target(s.target, **kw)
-        self.judge = open_target(s.judge, **kw) if s.feedback == "judge" and s.judge else None
+        self.judge = open_target(s.judge, **kw) if FEEDBACK[s.feedback].judge and s.judge else None
         if is_episodic(self.task):
             self.user_model = None if s.user_model == "scripted" else (
                 target if s.user_model == s.target else open_target(s.user_model, **kw))

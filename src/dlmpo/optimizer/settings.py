@@ -4,7 +4,6 @@ Python API all end here)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -20,20 +19,22 @@ STRATEGIES = ("append", "span", "sentence", "regrow")
 class OptimizeSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    task: str = "sst2"
-    target: str = "embedded"
-    dlm: str = DEFAULT_DLM
+    task: str = Field("sst2",
+                      description="built-in task (sst2, sst5, mrpc, snli, tau-airline, tau-retail, humaneval) or a task config file")
+    target: str = Field("embedded", description="target model specifier")
+    dlm: str = Field(DEFAULT_DLM,
+                     description="DLM specifier: embedded, dream:, llada:, mlm:<repo-or-path>, smollm2:base, tiny-random:<arch>")
     adapter: str | None = Field(None, description="output directory of `dlmpo train` applied to the DLM")
-    proposer: Literal["dlm", "ar", "textgrad"] = "dlm"
-    optimizer_model: str = Field("embedded", description="chat model of the ar and textgrad proposers")
-    data_dir: str | None = None
+    proposer: str = Field("dlm", description="dlm; ar (a chat model fills the blanks); textgrad (critique, rewrite)")
+    optimizer_model: str = Field("embedded", description="chat model of the ar and textgrad proposers (and of the gepa and mipro peers)")
+    data_dir: str | None = Field(None, description="local data directory (else DLMPO_DATA_DIR, else the hub)")
     seed_prompt: str | None = Field(None, description="None: the task's; '' (or blank): no system prompt")
     allow_unisolated_code: bool = Field(False, description="code tasks: run generated code without isolation where "
                                         "no isolating sandbox (bwrap) exists")
 
-    rounds: int = Field(5, ge=1)
-    candidates: int = Field(4, ge=1)
-    train_size: int = Field(32, ge=1)
+    rounds: int = Field(5, ge=1, description="optimization rounds")
+    candidates: int = Field(4, ge=1, description="candidate prompts per round")
+    train_size: int = Field(32, ge=1, description="train pool for traces")
     val_size: int = Field(150, ge=1, description="val pool on which a challenger must beat the incumbent")
     confirm_size: int = Field(0, ge=0, description="val-split examples outside the val pool kept for a promising "
                               "challenger's second look, each look at half the level (0: one look at the level)")
@@ -45,35 +46,35 @@ class OptimizeSettings(BaseModel):
     max_answer_tokens: int | None = Field(None, ge=1, description="target answer cap [default: the task's, 16 for classification]")
     user_model: str = Field("scripted", description="τ-bench user simulator: a chat-model specifier, or scripted")
 
-    strategy: str = "append"
+    strategy: str = Field("append", description="append, span, sentence, regrow; ',' alternates per candidate, '+' combines")
     mask_tokens: int = Field(16, ge=1, description="masks the DLM fills per appended or regrown edit")
-    span_ratio: float = Field(0.25, gt=0, le=1)
-    span_length: int = Field(6, ge=1)
-    feedback: Literal["metric", "judge", "human", "none"] = "metric"
-    judge: str | None = None
-    human_notes: str | None = None
+    span_ratio: float = Field(0.25, gt=0, le=1, description="share of the prompt's words the span strategy masks")
+    span_length: int = Field(6, ge=1, description="words per masked span (span strategy)")
+    feedback: str = Field("metric", description="metric, judge, human or none")
+    judge: str | None = Field(None, description="chat-model specifier of the judge (feedback judge)")
+    human_notes: str | None = Field(None, description="notes file for feedback human (text or JSONL)")
 
-    steps: int = Field(sampler_defaults.STEPS, ge=1)
-    alg: str = sampler_defaults.ALG
-    alg_temp: float = Field(0.0, ge=0)
-    temperature: float = Field(sampler_defaults.TEMPERATURE, ge=0)
-    top_p: float | None = Field(sampler_defaults.TOP_P, gt=0, le=1)
-    top_k: int | None = Field(None, ge=1)
-    block_length: int | None = Field(None, ge=1)
-    threshold: float | None = Field(None, gt=0, le=1)
-    kv_refresh: int | None = Field(None, ge=1)
+    steps: int = Field(sampler_defaults.STEPS, ge=1, description="DLM denoising steps")
+    alg: str = Field(sampler_defaults.ALG, description="DLM reveal rule: origin, maskgit_plus, topk_margin, entropy, random")
+    alg_temp: float = Field(0.0, ge=0, description="> 0 samples the DLM's reveal order")
+    temperature: float = Field(sampler_defaults.TEMPERATURE, ge=0, description="DLM (and writer) sampling temperature")
+    top_p: float | None = Field(sampler_defaults.TOP_P, gt=0, le=1, description="DLM nucleus sampling (1 = off)")
+    top_k: int | None = Field(None, ge=1, description="DLM top-k sampling")
+    block_length: int | None = Field(None, ge=1, description="DLM semi-autoregressive blocks of this many masks")
+    threshold: float | None = Field(None, gt=0, le=1, description="DLM parallel-decoding threshold")
+    kv_refresh: int | None = Field(None, ge=1, description="DLM context K/V reuse, refreshed every k steps")
     schedule: str = Field(sampler_defaults.SCHEDULE, description="tokens revealed per step: even, dream, mdlm, auto (the DLM family's)")
-    device: str | None = None
+    device: str | None = Field(None, description="DLM device: cpu, cuda, cuda:1 ... (none: cuda when available)")
 
     min_gain: int = Field(1, ge=1, description="paired wins minus losses a candidate needs on the screening batch to challenge")
     significance: float = Field(0.05, gt=0, le=1,
                                 description="level of the one-sided sign test on val, split in halves over two looks when "
                                             "there is a confirmation pool; 1: off")
     patience: int | None = Field(None, ge=1, description="stop after this many rounds without improvement")
-    max_calls: int | None = Field(None, ge=1)
-    max_cost: float | None = Field(None, gt=0)
-    max_tokens: int | None = Field(None, ge=1)
-    max_seconds: float | None = Field(None, gt=0)
+    max_calls: int | None = Field(None, ge=1, description="call budget: target and optimizer-model calls (never exceeded)")
+    max_cost: float | None = Field(None, gt=0, description="dollar budget (never exceeded)")
+    max_tokens: int | None = Field(None, ge=1, description="token budget (never exceeded)")
+    max_seconds: float | None = Field(None, gt=0, description="stop starting rounds after this many seconds")
     max_prompt_chars: int | None = Field(None, ge=10, description="[default: max(4000, 1.5 x the seed prompt)]")
     copy_ngram: int = Field(8, ge=3, description="reject prompts sharing this many consecutive words with one train input "
                                                   "(the task's template, labels and seed prompt do not count)")
@@ -83,11 +84,11 @@ class OptimizeSettings(BaseModel):
                                           description="also reject added text whose perplexity under SmolLM2-135M-Instruct "
                                                       "exceeds this many nats per token; none: no perplexity check")
 
-    seed: int = 0
-    concurrency: int | None = Field(None, ge=1)
-    rpm: float | None = Field(None, gt=0)
-    tpm: float | None = Field(None, gt=0)
-    prices: str | None = None
+    seed: int = Field(0, description="random seed")
+    concurrency: int | None = Field(None, ge=1, description="concurrent target calls")
+    rpm: float | None = Field(None, gt=0, description="requests-per-minute limit")
+    tpm: float | None = Field(None, gt=0, description="tokens-per-minute limit")
+    prices: str | None = Field(None, description="JSON price table {model: [in, out]} in USD per 1M tokens")
 
     @field_validator("strategy")
     @classmethod
@@ -98,6 +99,24 @@ class OptimizeSettings(BaseModel):
                     raise ValueError(f"unknown strategy '{part.strip()}': use {', '.join(STRATEGIES)} "
                                      "(',' alternates per candidate, '+' combines)")
         return value.replace(" ", "")
+
+    @field_validator("proposer")
+    @classmethod
+    def _proposer(cls, value: str) -> str:
+        from dlmpo.optimizer.registry import PROPOSERS
+
+        if value not in PROPOSERS:
+            raise ValueError(f"unknown proposer '{value}': use {', '.join(PROPOSERS)}")
+        return value
+
+    @field_validator("feedback")
+    @classmethod
+    def _feedback(cls, value: str) -> str:
+        from dlmpo.optimizer.registry import FEEDBACK
+
+        if value not in FEEDBACK:
+            raise ValueError(f"unknown feedback '{value}': use {', '.join(FEEDBACK)}")
+        return value
 
     @field_validator("readability_nll", mode="before")
     @classmethod
@@ -145,7 +164,9 @@ def load_settings(config_file: str | Path | None, overrides: dict) -> OptimizeSe
         settings = OptimizeSettings.model_validate(merged)
     except ValidationError as exc:
         raise UserError(describe_validation_error(exc, f"Settings{f' in {config_file}' if config_file else ''}")) from None
-    if settings.feedback == "judge" and not settings.judge:
+    from dlmpo.optimizer.registry import FEEDBACK
+
+    if FEEDBACK[settings.feedback].judge and not settings.judge:
         raise UserError("feedback 'judge' needs a judge model: pass --judge SPEC.")
     from dlmpo.lm.spec import parse_target_spec
 

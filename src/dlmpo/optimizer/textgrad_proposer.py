@@ -68,3 +68,9 @@ class TextGradProposer:
             failure = f"writer call failed: {reply.error}" if reply.error else None
             proposals.append(Proposal(prompt, "rewrite", f"[critique] {gradient}", 0, seconds, failure))
         return proposals
+
+
+def build(s, writer: ChatModel) -> TextGradProposer:
+    """The registry's builder (`optimizer.registry.PROPOSERS['textgrad']`)."""
+    assert writer is not None
+    return TextGradProposer(writer, temperature=s.temperature)
