@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Callable
 
-from dlmpo.code.problems import CodeProblem
+from dlmpo.code.problem import CodeProblem
 from dlmpo.errors import DataError, UserError
 
 

@@ -13,29 +13,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dlmpo.code.problem import CodeProblem
 from dlmpo.errors import DataError, UserError
 from dlmpo.jsonl import read_objects
 from dlmpo.tasks.base import stable_fraction
 
 CODE_TASK_NAMES = ("humaneval", "mbpp", "codealpaca", "conala")
 SPLIT_FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
-
-
-@dataclass(frozen=True)
-class CodeProblem:
-    task_id: str
-    prompt: str
-    canonical_solution: str
-    test: str = ""
-    entry_point: str = ""
-
-    @property
-    def has_tests(self) -> bool:
-        return bool(self.test.strip() and self.entry_point)
-
-    def program(self, completion: str) -> str:
-        """What the sandbox runs: HumanEval's check program for `prompt + completion`."""
-        return f"{self.prompt}{completion}\n\n{self.test}\n\ncheck({self.entry_point})\n"
 
 
 @dataclass

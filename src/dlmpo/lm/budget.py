@@ -12,13 +12,23 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from dlmpo.errors import BudgetExceeded
 from dlmpo.lm.types import ChatRequest, Usage
 
-if TYPE_CHECKING:
-    from dlmpo.lm.managed import ChatModel
+
+class ChatModel(Protocol):
+    """What a budget needs of a model (`lm.managed.ChatModel` is one): its name, backend, price,
+    run cache and cached answers, and a slot for the budget it asks before each attempt."""
+
+    name: str
+    backend: Any
+    price: Any
+    cache: Any
+    budget: Any
+
+    def cached(self, request: ChatRequest) -> Any: ...
 
 
 @dataclass
