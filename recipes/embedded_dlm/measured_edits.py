@@ -12,8 +12,9 @@ For each training task (training_tasks.py: never SST-2 or SST-5) and each incumb
 4. each candidate (the incumbent with the edit appended under `## Additional instructions`) is
    scored on rows of the task that no canvas shows, paired against the incumbent;
 5. an edit that wins at least `--min-net` more rows than it loses, with a one-sided sign test
-   p <= `--max-p`, becomes `--views` training canvases: the incumbent's traces beside the
-   improved prompt. Accepted prompts become the next iteration's incumbents (`--chain`).
+   p <= `--max-p`, and passes the readability gate, becomes `--views` training canvases: the
+   incumbent's traces beside the improved prompt. Accepted prompts become the next iteration's
+   incumbents (`--chain`).
 
 Every scored edit, kept or not, is written to `measured.jsonl`; the kept canvases to
 `edits.jsonl`. Target calls go to a SQLite cache in --out, so a cut run resumes for free.
@@ -40,6 +41,8 @@ from dlmpo.dlm import ContextItem
 from dlmpo.evaluate import evaluate
 from dlmpo.lm.spec import open_target
 from dlmpo.optimizer.ar_proposer import ARProposer
+from dlmpo.optimizer.guards import TRACE_MARKUP
+from dlmpo.optimizer.readability import READABILITY_NLL, ReadabilityGate
 from dlmpo.optimizer.strategies import HEADING
 
 STOPWORDS = set("""a an the and or but if of to in on at for with by from as is are was were be been being it its this
@@ -130,10 +133,15 @@ def added(prompt: str, incumbent: str) -> str:
     return new[len(old):].strip() if old and new.startswith(old) else new
 
 
-async def measure(task_name, task, model, incumbent, args, rng, dlm, log) -> list[dict]:
+def split_rows(task, args, rng: random.Random):
+    """The rows edits are scored on, and the rows whose traces canvases show (disjoint)."""
     rows = task.examples("train")[:]
     rng.shuffle(rows)
-    scored_rows, trace_rows = rows[:args.score_rows], rows[args.score_rows:args.score_rows + args.trace_rows]
+    return rows[:args.score_rows], rows[args.score_rows:args.score_rows + args.trace_rows]
+
+
+async def measure(task_name, task, model, incumbent, args, rng, dlm, log) -> list[dict]:
+    scored_rows, trace_rows = split_rows(task, args, rng)
     base = await evaluate(task, model, incumbent, scored_rows)
     pool = await evaluate(task, model, incumbent, trace_rows)
     base_scores = [t.score for t in base.traces]
@@ -166,11 +174,33 @@ async def measure(task_name, task, model, incumbent, args, rng, dlm, log) -> lis
         log.write(json.dumps(row) + "\n")
         log.flush()
         print(f"  {source:8s} {wins:3d}/{losses:3d} {'KEEP' if kept else '    '} {edit[:90]!r}", flush=True)
-    for row in results:
-        if row["kept"]:
-            row["views"] = [[c.__dict__ for c in context_of(canvas(pool.traces, rng, args.context))]
-                            for _ in range(args.views)]
     return results
+
+
+async def collect(out: Path, tasks: dict, model, args) -> None:
+    """edits.jsonl from measured.jsonl: each kept edit that passes the readability gate becomes
+    `--views` canvases of the incumbent's traces (recomputed from the call cache) beside the
+    improved prompt."""
+    rows = [json.loads(line) for line in (out / "measured.jsonl").read_text().splitlines() if line.strip()]
+    kept = [r for r in rows if r["kept"] and r["task"] in tasks]
+    written = unreadable = 0
+    with (out / "edits.jsonl").open("w") as f:
+        for r in kept:
+            task = tasks[r["task"]]
+            prompt = with_edit(r["incumbent"], r["edit"])
+            if TRACE_MARKUP.search(r["edit"]) or ReadabilityGate(list(task.labels), READABILITY_NLL).reject_reason(
+                    prompt, r["incumbent"]):
+                unreadable += 1
+                continue
+            _, trace_rows = split_rows(task, args, random.Random(f"{args.seed}:{r['task']}:{r['incumbent']}"))
+            pool = await evaluate(task, model, r["incumbent"], trace_rows)
+            rng = random.Random(f"{args.seed}:{r['task']}:{r['incumbent']}:{r['edit']}:views")
+            for _ in range(args.views):
+                view = [c.__dict__ for c in context_of(canvas(pool.traces, rng, args.context))]
+                f.write(json.dumps({"prompt": prompt, "context": view, "task": r["task"], "source": r["source"]}) + "\n")
+                written += 1
+    print(f"{out / 'edits.jsonl'}: {written} canvases from {len(kept) - unreadable} kept edits "
+          f"({unreadable} kept edits failed the readability gate or wrote traces, of {len(rows)} measured)")
 
 
 # generic: written for no task; the stage-1 sentences that speak of reviews' praise or sarcasm are left out
@@ -191,30 +221,27 @@ async def main_async(args):
     measured = out / "measured.jsonl"
     if measured.is_file():
         done = {(r["task"], r["incumbent"], r["edit"]) for r in map(json.loads, measured.read_text().splitlines()) if r}
-    kept_rows = []
+    deadline = time.time() + 60 * args.time_limit if args.time_limit else None
     with measured.open("a") as log:
-        for it in range(args.iterations):
+        for it in range(0 if args.collect else args.iterations):
             next_incumbents = {}
             for name, task in tasks.items():
                 incumbents = list(dict.fromkeys([task.seed_prompt] + PARAPHRASES.get(name, []) if it == 0
                                                 else next_incumbents.get(name, [])))
                 for incumbent in incumbents:
+                    if deadline is not None and time.time() > deadline:
+                        print("time limit: no new incumbent is started; run again to go on (calls are cached)")
+                        break
                     t0 = time.time()
                     print(f"[iter {it}] {name}: {incumbent[:80]!r}", flush=True)
                     results = await measure(name, task, model, incumbent, args, random.Random(f"{args.seed}:{name}:{incumbent}"),
                                             dlm, _Skip(log, done))
                     kept = sorted((r for r in results if r["kept"]), key=lambda r: r["losses"] - r["wins"])
-                    kept_rows += kept
                     if kept and args.chain:
                         next_incumbents.setdefault(name, []).append(with_edit(incumbent, kept[0]["edit"]))
                     print(f"  kept {len(kept)} of {len(results)} in {time.time() - t0:.0f}s", flush=True)
-    with (out / "edits.jsonl").open("w") as f:
-        for r in kept_rows:
-            for view in r["views"]:
-                f.write(json.dumps({"prompt": with_edit(r["incumbent"], r["edit"]), "context": view,
-                                    "task": r["task"], "source": r["source"]}) + "\n")
+    await collect(out, tasks, model, args)
     await model.aclose()
-    print(f"{out / 'edits.jsonl'}: {sum(len(r['views']) for r in kept_rows)} canvases from {len(kept_rows)} kept edits")
 
 
 class _Skip:
@@ -236,11 +263,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data-dir", default="../shared/data")
     ap.add_argument("--out", default="recipes/embedded_dlm/data/measured")
-    ap.add_argument("--score-rows", type=int, default=96, help="rows each edit is scored on, never shown")
+    ap.add_argument("--score-rows", type=int, default=64, help="rows each edit is scored on, never shown")
     ap.add_argument("--trace-rows", type=int, default=64, help="rows whose traces the canvases show")
-    ap.add_argument("--canvases", type=int, default=3, help="canvases per incumbent")
+    ap.add_argument("--canvases", type=int, default=2, help="canvases per incumbent")
     ap.add_argument("--context", type=int, default=6, help="traces per canvas")
-    ap.add_argument("--ar-samples", type=int, default=2)
+    ap.add_argument("--ar-samples", type=int, default=1)
     ap.add_argument("--dlm", default=None, help="also the DLM's own samples (expert iteration)")
     ap.add_argument("--adapter", default=None)
     ap.add_argument("--dlm-samples", type=int, default=4)
@@ -249,6 +276,8 @@ def main():
     ap.add_argument("--views", type=int, default=12, help="training canvases per kept edit")
     ap.add_argument("--iterations", type=int, default=2)
     ap.add_argument("--chain", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--collect", action="store_true", help="only write edits.jsonl from measured.jsonl")
+    ap.add_argument("--time-limit", type=float, default=None, help="minutes after which no new incumbent starts")
     ap.add_argument("--seed", type=int, default=0)
     asyncio.run(main_async(ap.parse_args()))
 
