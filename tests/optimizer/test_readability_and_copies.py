@@ -71,6 +71,13 @@ def test_a_long_template_repeated_through_the_inputs_is_not_training_text(tmp_pa
     assert "copies training text" in guard.reject_reason(copied, "Route the ticket.", sources, [task.template])
 
 
+def test_naming_the_label_list_again_is_not_a_repeat(data_dir):
+    task = get_task("sst5", data_dir)
+    candidate = appended("Reply with exactly one of: very negative, negative, neutral, positive or very positive.",
+                         task.seed_prompt)
+    assert ReadabilityGate(list(task.labels), READABILITY_NLL).reject_reason(candidate, task.seed_prompt) is None
+
+
 def test_changed_spans_cover_only_the_added_words():
     candidate = appended("Be brief.")
     spans = changed_spans(candidate, SST2_SEED)
@@ -92,6 +99,7 @@ def test_recitals_fail_the_gate(text):
     ("Answer positive, answer negative.", "contradicts itself"),
     ("If the review praises the film answer positive, otherwise answer negative.", None),
     ("The film is good good.", "repeated back to back"),
+    ("Do not repeat the question or add words. Do not repeat the question or explain.", "twice"),
 ])
 def test_rules_without_perplexity(text, why):
     reason = ReadabilityGate(SST2, None).reject_reason(appended(text), SST2_SEED)

@@ -3,7 +3,7 @@
 Checked on the text a candidate adds or changes (a word-level diff against the incumbent), before
 any target call:
 
-- a word repeated back to back ("falls short short");
+- a word repeated back to back ("falls short short"), or five words said twice;
 - a word cut off ("Rep negative"): not an English word, or a short prefix of a longer word of the
   prompt or of the usual instruction verbs, unless the incumbent, the labels or the traces use it;
 - an answer that contradicts itself: one sentence that directs two answers ("reply negative if …,
@@ -60,6 +60,22 @@ def repeated_word(text: str, spans: list[tuple[int, int]]) -> str | None:
     return None
 
 
+def repeated_phrase(text: str, spans: list[tuple[int, int]], labels: list[str], n: int = 5) -> str | None:
+    """A run of `n` words said twice, once at least in the edit ("Do not repeat the question …
+    Do not repeat the question …"); naming the label list again is not a repeat."""
+    words = [(m.start(), m.end(), m.group().lower()) for m in WORD.finditer(text)]
+    listing = {w.lower() for lab in labels for w in WORD.findall(lab)} | {"or", "and"}
+    first: dict[tuple[str, ...], int] = {}
+    for i in range(len(words) - n + 1):
+        gram = tuple(w for *_, w in words[i:i + n])
+        if gram in first and first[gram] + n <= i and not set(gram) <= listing:
+            start, end = words[i][0], words[i + n - 1][1]
+            if any(start < e and end > s for s, e in spans):
+                return " ".join(gram)
+        first.setdefault(gram, i)
+    return None
+
+
 def cut_word(text: str, spans: list[tuple[int, int]], known: set[str], labels: list[str]) -> str | None:
     vocabulary = set(INSTRUCTION_WORDS) | {w.lower() for lab in labels for w in WORD.findall(lab)}
     for m in _around(text, spans, WORD):
@@ -108,6 +124,8 @@ class ReadabilityGate:
         known = {w.lower() for w in WORD.findall(" ".join([incumbent, known_text, *self.labels]))}
         if (word := repeated_word(candidate, spans)) is not None:
             return f"unreadable: a word repeated back to back (\"{word}\")"
+        if (phrase := repeated_phrase(candidate, spans, self.labels)) is not None:
+            return f"unreadable: it says \"{phrase}\" twice"
         if (word := cut_word(candidate, spans, known, self.labels)) is not None:
             return f"unreadable: a word cut off or not English (\"{word}\")"
         if (said := contradiction(candidate, spans, self.labels)) is not None:
