@@ -1,0 +1,102 @@
+"""Calibrate and check the readability gate (`dlmpo.optimizer.readability`).
+
+Three sets, each appended under `## Additional instructions` to a task's seed prompt, as the
+optimizer's append strategy writes them:
+
+- pass: the stage-1 guidance sentences of the embedded-DLM recipe (what a person would deploy), on
+  the seed prompts of MRPC, SNLI and SST-2;
+- fail: the recitals the stage-2 DLM got accepted or wrote on SST-2 (issue 22, compare results);
+- infills: the 20 held-out infills of benchmarks/results/embedded_dlm.json (reported, not forced).
+
+For each text: the perplexity of the added tokens under SmolLM2-135M-Instruct (nats/token) and
+the gate's verdict. The threshold is the midpoint between the most surprising pass sentence and
+the least surprising recital that only perplexity can catch (the others fail a rule).
+
+    python benchmarks/readability_gate.py --data-dir ../shared/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from dlmpo.catalog import get_task
+from dlmpo.lm.perplexity import embedded_scorer
+from dlmpo.optimizer.readability import READABILITY_NLL, ReadabilityGate, changed_spans
+from dlmpo.optimizer.strategies import HEADING
+
+ROOT = Path(__file__).resolve().parents[1]
+GUIDANCE = [  # recipes/embedded_dlm/make_data.py's stage-1 guidance, as the shipped adapter was trained on it
+    "Reply with the label only, without any explanation.",
+    "Do not repeat the question or add any other words.",
+    "Answer with a single word in lower case.",
+    "Base your answer on the overall meaning, not on single words.",
+    "When the text mixes praise and criticism, decide by the main opinion.",
+    "Sarcasm often says the opposite of what the words mean, so read it carefully.",
+    "Ignore the length of the text and focus on what it says.",
+    "If you are unsure, choose the label that best fits the whole text.",
+    "Never answer with a sentence; the answer must be one of the listed labels.",
+    "Do not explain your reasoning.",
+    "Pay attention to negations such as not, never and hardly, which reverse the meaning.",
+    "Words like but and however often introduce the part that matters most.",
+    "Judge only from the text given, not from outside knowledge.",
+    "Keep the exact spelling of the labels.",
+    "A short answer is always better than a long one.",
+    "Read the whole input before you answer.",
+    "Check that your answer is one of the allowed labels before you reply.",
+    "Treat every input on its own; earlier inputs do not matter.",
+]
+RECITALS = [
+    "Reply negative if the review says the movie enjoyed the film, answer negative.",
+    "The negative: the review says the film sounds the humour or the answer positive.",
+    "Reply negative if the review says the movie falls short short, answer negative.",
+    "Reply negative if the review says the film fails falls short of answer positive.",
+]
+
+
+def judge(gate, scorer, seed, text):
+    candidate = f"{seed}\n\n{HEADING}\n{text}"
+    spans = changed_spans(candidate, seed)
+    gate.max_nll = None
+    rule = gate.reject_reason(candidate, seed)
+    gate.max_nll = READABILITY_NLL
+    return {"text": text, "nll": round(scorer.span_nll(candidate, spans), 3), "rule": rule,
+            "verdict": gate.reject_reason(candidate, seed)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data-dir", default="../shared/data")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "readability_gate.json"))
+    args = ap.parse_args()
+    scorer = embedded_scorer()
+    rows = {"pass": [], "fail": [], "infills": []}
+    for name in ("mrpc", "snli", "sst2"):
+        task = get_task(name, args.data_dir)
+        gate = ReadabilityGate(list(task.labels), span_nll=scorer.span_nll)
+        rows["pass"] += [{"task": name, **judge(gate, scorer, task.seed_prompt, t)} for t in GUIDANCE]
+        if name == "sst2":
+            rows["fail"] += [{"task": name, **judge(gate, scorer, task.seed_prompt, t)} for t in RECITALS]
+    infills = json.loads((ROOT / "benchmarks" / "results" / "embedded_dlm.json").read_text())["infills"]["embedded"]
+    gate = ReadabilityGate([], span_nll=scorer.span_nll)
+    for r in infills:
+        seed = r["prompt"].split(HEADING)[0].strip()
+        rows["infills"].append(judge(gate, scorer, seed, r["infill"].strip()))
+    most_pass = max(r["nll"] for r in rows["pass"])
+    least_fail = min((r["nll"] for r in rows["fail"] if r["rule"] is None), default=None)
+    summary = {"threshold": READABILITY_NLL, "max_pass_nll": most_pass, "min_fail_nll_without_rule": least_fail,
+               "midpoint": None if least_fail is None else round((most_pass + least_fail) / 2, 2)}
+    for kind, items in rows.items():
+        rejected = sum(r["verdict"] is not None for r in items)
+        summary[kind] = f"{rejected} of {len(items)} rejected"
+        print(f"\n{kind}: {summary[kind]}")
+        print(f"| nll | verdict | text |\n|---|---|---|")
+        for r in items:
+            print(f"| {r['nll']:.2f} | {(r['verdict'] or 'passes')[:70]} | {' '.join(r['text'].split())[:80]} |")
+    print(json.dumps(summary))
+    Path(args.out).write_text(json.dumps({"summary": summary, **rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
