@@ -164,7 +164,7 @@ def test_a_cut_last_event_is_kept_apart_and_the_next_event_is_not_lost(tmp_path)
 
 
 def test_the_cli_prints_the_warning_as_one_line(tmp_path):
-    code = ("import warnings, sys; from dlmpo.cli import _show_warning; warnings.showwarning = _show_warning; "
+    code = ("import warnings, sys; from dlmpo.printing import show_warning; warnings.showwarning = show_warning; "
             "from dlmpo.errors import DlmpoWarning; warnings.warn('events.jsonl ended in a cut line', DlmpoWarning)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.stderr.strip() == "warning: events.jsonl ended in a cut line"

@@ -2,9 +2,10 @@
 
 The CLI, `dlmpo.optimize`, `compare` and `sweep` call these functions and nothing below them:
 
+    make_settings(config, flags, sets) -> OptimizeSettings; dry_run(settings, out) -> the estimate
     run_optimizer(settings, out, on_event=..., on_progress=...) -> OptimizeResult (report written)
     evaluate_split(task, split, target, ...)                     -> EvalSummary (files written)
-    train(cfg, on_log=..., on_progress=...)                      -> the trainer's summary
+    train(train_config(fields), on_log=..., on_progress=...)     -> the trainer's summary
     ddpt_train(cfg, out, ...) / ddpt_sample(run_dir, ...) / score_soft_prompt(spec, ...)
     compare(base, optimizers, seeds, out) / sweep(base, param, values, out)
 
@@ -35,8 +36,9 @@ def _quiet(*_args: Any) -> None:
 
 
 def make_settings(config: str | Path | None = None, overrides: dict | None = None,
-                  sets: list[str] | None = None) -> OptimizeSettings:
-    """Optimize settings: a config file, then `overrides` (None = not given), then `key=value` items."""
+                  sets: list[str] | None = None, *, prompt: str | None = None) -> OptimizeSettings:
+    """Optimize settings: a config file, then `overrides` (None = not given), then `key=value` items;
+    `prompt`, a file or the text itself ('' is no system prompt), replaces the seed prompt."""
     extra = {}
     for item in sets or []:
         key, sep, value = item.partition("=")
@@ -44,13 +46,28 @@ def make_settings(config: str | Path | None = None, overrides: dict | None = Non
             raise UserError(f"--set expects key=value, got '{item}'.")
         extra[key.strip().replace("-", "_")] = value.strip()
     flags = {k: (str(v) if isinstance(v, Path) else v) for k, v in (overrides or {}).items()}
-    return load_settings(config, {**flags, **extra})
+    settings = load_settings(config, {**flags, **extra})
+    if prompt is None:
+        return settings
+    from dlmpo.files import read_prompt
+
+    return settings.model_copy(update={"seed_prompt": read_prompt(prompt, "")})
 
 
 def run_dir_for(settings: OptimizeSettings, out: str | Path | None = None) -> Path:
     from dlmpo.runs.rundir import default_run_dir
 
     return Path(out) if out else default_run_dir(settings.identity())
+
+
+def dry_run(settings: OptimizeSettings, out: str | Path | None = None, *, on_note: Note = _quiet) -> dict:
+    """The call and token estimate of a run, without running it: the task's notes, then the checks
+    a run starts with (the DLM, its adapter, the seed prompt's length), or one sentence why not."""
+    optimizer = prepare_optimizer(settings, out)
+    for note in optimizer.task.notes:
+        on_note(note)
+    optimizer.check()
+    return optimizer.estimate()
 
 
 def prepare_optimizer(settings: OptimizeSettings, out: str | Path | None = None, *, on_event=None, on_progress=None):
@@ -223,13 +240,14 @@ def _write_eval(out: Path, summary: EvalSummary, episodes) -> None:
 def infill_text(dlm: str, text: str, sampler, *, context: str | Path | None = None, examples: str | Path | None = None,
                 candidates: int = 1, device: str | None = None, adapter: str | Path | None = None):
     """Fill the masks of `text` with a DLM, conditioned on JSONL traces (`context`) and/or input ->
-    output `examples`; (InfillResult, seconds including loading)."""
+    output `examples`; `sampler` a `SamplerConfig` or its fields; (InfillResult, seconds including loading)."""
     import time
 
-    from dlmpo.dlm import infill, load_dlm
+    from dlmpo.dlm import SamplerConfig, infill, load_dlm
     from dlmpo.dlm.canvas import EXAMPLES_INSTRUCTION
     from dlmpo.jsonl import read_objects
 
+    sampler = SamplerConfig(**sampler) if isinstance(sampler, dict) else sampler
     sampler.validate()
     items = [obj for _, obj in read_objects(context, "Context")] if context else []
     instruction = None
@@ -252,17 +270,38 @@ def tau_replay(trajectories: str | Path, domain: str, data_dir: str | Path | Non
     return replay(trajectories, load_domain(domain, resolve_data_dir(data_dir)))
 
 
-def fetch_data(name: str, dest: str | Path | None = None, ref: str | None = None, on_file=None) -> tuple[Path, str]:
+def fetch_data(name: str, dest: str | Path | None = None, ref: str | None = None,
+               on_progress: Progress = _quiet) -> tuple[Path, str]:
     """Download τ-bench and convert it to dlmpo's layout; (its path, the commit)."""
     from dlmpo.tau.fetch import PINNED_REF, fetch_tau
 
     if name != "tau":
         raise UserError(f"Unknown dataset '{name}': only tau can be fetched (the GLUE tasks load from the hub).")
     ref = ref or PINNED_REF
-    return fetch_tau(dest, ref, on_file=on_file), ref
+    return fetch_tau(dest, ref, on_file=lambda f: on_progress(f"fetch {name}", None, None, f)), ref
 
 
 # ---------------------------------------------------------------- train, DDPT
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '110m', '2h' or plain seconds, in seconds; one sentence otherwise."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if not match or float(match.group(1)) <= 0:
+        raise UserError(f"Cannot read the duration '{text}': write e.g. 90s, 110m or 2h.")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def train_config(fields: dict, *, full: bool = False, time_limit: str | None = None):
+    """`train.TrainConfig` from the command's fields: LoRA unless `full` (alpha twice the rank),
+    `time_limit` as written (e.g. 110m)."""
+    from dlmpo.train.trainer import TrainConfig
+
+    fields = {k: str(v) if isinstance(v, Path) else v for k, v in fields.items()}
+    return TrainConfig(**fields, lora=not full, lora_alpha=2 * fields["lora_rank"],
+                       time_limit=parse_duration(time_limit) if time_limit else None)
 
 
 def train(cfg, *, on_log: Callable[[dict], None] | None = None, on_progress: Progress = _quiet) -> dict:
@@ -337,7 +376,7 @@ def ddpt_sample(run_dir: str | Path, *, n: int = 1, seed: int = 0, problem: str 
 
 
 def score_soft_prompt(spec: str, *, task: str, split: str, target: str, limit: int | None = None,
-                      max_tokens: int | None = None, out: str | Path | None = None,
+                      max_tokens: int | None = None, out: str | Path | None = None, allow_unisolated_code: bool = False,
                       on_progress: Progress = _quiet) -> dict:
     """`dlmpo eval --soft-prompt RUN_DIR[#variant]`: NLL and pass@k of a tuned soft prompt on a code task."""
     from dlmpo.code.problems import is_code_task, load_code_problems
@@ -345,6 +384,7 @@ def score_soft_prompt(spec: str, *, task: str, split: str, target: str, limit: i
     from dlmpo.ddpt.whitebox import require_white_box
     from dlmpo.files import check_out_dir
 
+    allow_unisolated(allow_unisolated_code)
     require_white_box(target)
     out = check_out_dir(out) if out is not None else None
     if not is_code_task(task):
@@ -409,14 +449,18 @@ async def compare(base: OptimizeSettings, optimizers: list[str], seeds: int, out
     return summary
 
 
-async def sweep(base: OptimizeSettings, param: str, values: list[str], out: Path,
+async def sweep(base: OptimizeSettings, param: str, values: list[str] | str, out: Path,
                 on_run: Callable[[str, OptimizeResult], None] | None = None) -> dict:
-    """Vary one optimizer setting; held-out test score against it (the paper's Figure 3)."""
+    """Vary one optimizer setting (`values` a list or comma-separated); held-out test score against
+    it (the paper's Figure 3)."""
     from pydantic import ValidationError
 
     from dlmpo.compare import write_sweep_outputs
     from dlmpo.configfile import describe_validation_error
 
+    values = [v.strip() for v in values.split(",") if v.strip()] if isinstance(values, str) else values
+    if not values:
+        raise UserError("--values needs at least one value.")
     if param not in OptimizeSettings.model_fields or param in ("task", "target", "data_dir"):
         raise UserError(f"Cannot sweep '{param}': use an optimizer setting such as steps, mask_tokens, candidates.")
     rows: list[dict] = []

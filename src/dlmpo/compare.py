@@ -10,6 +10,10 @@ from pathlib import Path
 from dlmpo.optimizer.result import OptimizeResult
 from dlmpo.optimizer.settings import OptimizeSettings
 
+# the settings every run of a comparison or sweep shares, and the only ones `compare` and `sweep` take as flags
+RUN_SETTINGS = ("task", "target", "dlm", "adapter", "optimizer_model", "max_calls", "max_cost", "rounds", "candidates",
+                "train_size", "val_size", "test_size", "data_dir")
+
 
 def _row(optimizer: str, runs: list[OptimizeResult]) -> dict:
     tests = [r.test["best"] for r in runs]

@@ -89,6 +89,21 @@ class SamplerConfig:
         return asdict(self)
 
 
+SAMPLER_HELP = {  # the help of `dlmpo infill`'s sampler options
+    "steps": "Denoising steps (NFE upper bound).",
+    "alg": "Reveal rule: origin, maskgit_plus, topk_margin, entropy, random.",
+    "alg_temp": "> 0 samples the reveal order.",
+    "temperature": "Token sampling temperature (0 = argmax).",
+    "top_p": "Nucleus sampling (1 = off).",
+    "top_k": "Top-k sampling.",
+    "block_length": "Semi-autoregressive blocks of this many masks.",
+    "threshold": "Parallel decoding: reveal every token above this probability.",
+    "kv_refresh": "Reuse context K/V, refreshed every k steps.",
+    "seed": "Random seed.",
+    "schedule": "Tokens revealed per step: even, dream, mdlm, auto (the family's).",
+}
+
+
 @dataclass
 class SampleResult:
     tokens: torch.Tensor  # (B, L), every mask filled

@@ -80,6 +80,22 @@ class Verdict:
                 "dropped": self.dropped, "first_p": None if self.first_p is None else round(self.first_p, 5),
                 "confirmed_on": self.confirmed_on}
 
+    def describe(self, val: float, incumbent: float | None = None, *, cell: bool = False) -> str:
+        """The decision in words, one text for the terminal and the report. The terminal line
+        (after `challenger i `): `on val 0.7031 vs 0.6500 (+30/-12, sign test p 0.004 vs 0.025)`,
+        `on the first 50 val examples 0.4200 (+3/-9): not ahead, dropped`. The report's cell
+        (`cell`): `0.7031 (+30/−12, p 0.004 ≤ 0.025)`, `0.4200 on 50 (dropped: not ahead, +3/−9)`.
+        A second look adds the confirmation examples and the first look's p-value."""
+        counts = f"+{self.wins}/{'−' if cell else '-'}{self.losses}"
+        if self.dropped:
+            return (f"{val:.4f} on {self.scored} (dropped: not ahead, {counts})" if cell else
+                    f"on the first {self.scored} val examples {val:.4f} ({counts}): not ahead, dropped")
+        first = "" if self.first_p is None else f"first look p {self.first_p:.3g}"
+        second = f" with {self.confirmed_on} confirmation examples" + (f", {first}" if cell else f" ({first})") if first else ""
+        if cell:
+            return f"{val:.4f} ({counts}{second}, p {self.p_value:.3g} {'≤' if self.significant else '>'} {self.level:.3g})"
+        return f"on val {val:.4f} vs {incumbent:.4f} ({counts}{second}, sign test p {self.p_value:.3g} vs {self.level:.3g})"
+
     def worth_second_look(self) -> bool:
         return not self.significant and not self.dropped and self.wins > self.losses and self.p_value <= PROMISING
 

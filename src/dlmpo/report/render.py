@@ -23,15 +23,7 @@ def _val_cell(c: CandidateRecord) -> str:
     a second look shows the confirmation examples and the first look's p-value."""
     if c.val is None:
         return ""
-    sig = c.significance
-    if sig is None:
-        return f"{c.val:.4f}"
-    if sig.dropped:
-        return f"{c.val:.4f} on {sig.scored} (dropped: not ahead, +{sig.wins}/−{sig.losses})"
-    second = (f" with {sig.confirmed_on} confirmation examples, first look p {sig.first_p:.3g}"
-              if sig.first_p is not None else "")
-    return (f"{c.val:.4f} (+{sig.wins}/−{sig.losses}{second}, p {sig.p_value:.3g} "
-            f"{'≤' if sig.significant else '>'} {sig.level:.3g})")
+    return f"{c.val:.4f}" if c.significance is None else c.significance.describe(c.val, cell=True)
 
 
 def _cell(text: str | None, limit: int = 160) -> str:
