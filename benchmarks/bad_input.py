@@ -1,7 +1,7 @@
 """Malformed input through the command line: does every one get ONE `error: ...` line on stderr and
 exit code 2, never a traceback, never a hang?
 
-    python benchmarks/bad_input.py [--data-dir ../shared/data] [--only CLASS] [--timeout 60]
+    python -m benchmarks.bad_input [--data-dir ../shared/data] [--only CLASS] [--timeout 60]
 
 Each case runs `python -m dlmpo ...` in a subprocess, in a scratch folder holding the malformed files
 it needs. Almost every case fails before a model loads (the point of checking input first); the few

@@ -12,7 +12,7 @@ asked; the optimizer runs as `python -m dlmpo` subprocesses, as a user runs it.
    MIPROv2), a budget of N calls is never exceeded, counted by the server.
 4. malformed inputs: each gives one sentence on stderr and exit code 2, never a traceback.
 
-Run: python benchmarks/chaos.py [--kills 20] [--data-dir ../shared/data] [--out benchmarks/results/chaos.json]
+Run: python -m benchmarks.chaos [--kills 20] [--data-dir ../shared/data] [--out benchmarks/results/chaos.json]
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.support.fake_openai_server import FakeOpenAIServer
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from tests.support.fake_openai_server import FakeOpenAIServer  # noqa: E402
 
 WRITER_LINES = ["Answer with one word.", "Read the whole review first.", "Be brief.", "Decide by the main opinion.",
                 "Negations reverse the meaning.", "Ignore the length of the text."]

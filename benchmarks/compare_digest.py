@@ -2,21 +2,17 @@
 paid and optimizing calls, every challenger's decision (both looks) and how many candidates were
 repeats; prints a table and writes JSON.
 
-Run: python benchmarks/compare_digest.py runs/cmp --command "dlmpo compare ..." --out benchmarks/results/x.json
+Run: python -m benchmarks.compare_digest runs/cmp --command "dlmpo compare ..." --out benchmarks/results/x.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-from dlmpo.optimizer.events import CandidateScored, Decision, Eval, parse_event  # noqa: E402
-from dlmpo.runs.rundir import RunDir  # noqa: E402
+from dlmpo.optimizer.events import CandidateScored, Decision, Eval, parse_event
+from dlmpo.runs.rundir import RunDir
 
 DECISION_KEYS = ("round", "val", "incumbent_val", "wins", "losses", "p_value", "level", "first_p", "confirmed_on",
                  "accepted", "dropped", "scored")

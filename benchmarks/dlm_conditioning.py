@@ -7,7 +7,7 @@ DLM's recipe.
 
 For each model (`SPEC` or `SPEC@ADAPTER_DIR`):
 
-    python benchmarks/dlm_conditioning.py --model embedded --model smollm2:base@DIR --data-dir ../shared/data
+    python -m benchmarks.dlm_conditioning --model embedded --model smollm2:base@DIR --data-dir ../shared/data
 """
 
 from __future__ import annotations
@@ -15,18 +15,15 @@ from __future__ import annotations
 import argparse
 import random
 import re
-import sys
 import time
 from pathlib import Path
 
+from benchmarks.common import report
+from benchmarks.embedded_dlm import open_model
+from dlmpo.catalog import get_task
+from dlmpo.dlm import ContextItem, SamplerConfig, infill
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from common import report  # noqa: E402
-from embedded_dlm import open_model  # noqa: E402
-
-from dlmpo.catalog import get_task  # noqa: E402
-from dlmpo.dlm import ContextItem, SamplerConfig, infill  # noqa: E402
 
 
 def rows_by_label(examples) -> dict:

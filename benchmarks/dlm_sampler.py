@@ -8,24 +8,21 @@ a DLM, so only speed and NFE are meaningful, not the text).
 3584, 28/4 heads, MLP 18944, vocabulary 152064) in bf16, for GPU speed and NFE only.
 Quality proxy: the fraction of infilled tokens equal to the one-per-step output.
 
-    python benchmarks/dlm_sampler.py [--context 512] [--span 32] [--device cpu]
-    python benchmarks/dlm_sampler.py --shape dream-7b --context 2048 --span 64 --device cuda"""
+    python -m benchmarks.dlm_sampler [--context 512] [--span 32] [--device cpu]
+    python -m benchmarks.dlm_sampler --shape dream-7b --context 2048 --span 64 --device cuda"""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import report  # noqa: E402
-
-from dlmpo.dlm import Sampler, SamplerConfig, load_dlm  # noqa: E402
-from dlmpo.dlm.base import NativeDLM, pick_device  # noqa: E402
-from dlmpo.dlm.loaders import DREAM_MASK, _smollm2_tokenizer  # noqa: E402
-from dlmpo.dlm.modeling import BidirectionalLM, TransformerConfig  # noqa: E402
+from benchmarks.common import report
+from dlmpo.dlm import Sampler, SamplerConfig, load_dlm
+from dlmpo.dlm.base import NativeDLM, pick_device
+from dlmpo.dlm.loaders import DREAM_MASK, smollm2_tokenizer
+from dlmpo.dlm.modeling import BidirectionalLM, TransformerConfig
 
 DREAM_7B = TransformerConfig(vocab_size=152064, hidden_size=3584, num_layers=28, num_heads=28, num_kv_heads=4,
                              intermediate_size=18944, rope_theta=1e6, qkv_bias=True)
@@ -33,7 +30,7 @@ DREAM_7B = TransformerConfig(vocab_size=152064, hidden_size=3584, num_layers=28,
 
 def dream_7b_shaped(device: torch.device) -> NativeDLM:
     """Random weights of Dream-7B's shape in bf16; SmolLM2's tokenizer (its ids fit the vocabulary)."""
-    tok = _smollm2_tokenizer()
+    tok = smollm2_tokenizer()
     tok.add_special_tokens({"additional_special_tokens": [DREAM_MASK]})
     torch.manual_seed(0)
     with torch.device(device):

@@ -9,24 +9,21 @@ For each model (`SPEC` or `SPEC@ADAPTER_DIR`):
 - infill speed: a 32-token span in a 512-token canvas, plain vs context K/V reuse.
 
     python recipes/embedded_dlm/make_data.py          # writes recipes/embedded_dlm/data/
-    python benchmarks/embedded_dlm.py --model smollm2:base --model embedded"""
+    python -m benchmarks.embedded_dlm --model smollm2:base --model embedded"""
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import report  # noqa: E402
-
-from dlmpo.dlm import Sampler, SamplerConfig, infill, load_dlm  # noqa: E402
-from dlmpo.dlm.fluency import english_fraction  # noqa: E402
-from dlmpo.train import evaluate_masked  # noqa: E402
-from dlmpo.train.data import encode_rows, read_rows  # noqa: E402
+from benchmarks.common import report
+from dlmpo.dlm import Sampler, SamplerConfig, infill, load_dlm
+from dlmpo.dlm.fluency import english_fraction
+from dlmpo.train import evaluate_masked
+from dlmpo.train.data import encode_rows, read_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 

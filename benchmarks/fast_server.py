@@ -1,5 +1,5 @@
 """A minimal asyncio OpenAI-compatible server that answers at once (HTTP/1.1 keep-alive), for
-measuring the client's own overhead. Run: python benchmarks/fast_server.py PORT"""
+measuring the client's own overhead. Run: python -m benchmarks.fast_server PORT"""
 
 import asyncio
 import json

@@ -1,7 +1,7 @@
 """HumanEval's 164 canonical solutions graded in the sandbox: every one must pass, in the
 isolating bwrap sandbox as in the old (unisolated) one.
 
-    python benchmarks/humaneval_sandbox.py [--backend bwrap|unisolated|both]   # JSON in benchmarks/results/"""
+    python -m benchmarks.humaneval_sandbox [--backend bwrap|unisolated|both]   # JSON in benchmarks/results/"""
 
 from __future__ import annotations
 

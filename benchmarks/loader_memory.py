@@ -13,7 +13,7 @@ the model built in fp32, cast to the target dtype, then filled shard by shard fr
 
 Shapes: the tests' tiny model, and Qwen2.5-1.5B's (Dream's architecture at 1.5B parameters).
 
-    python benchmarks/loader_memory.py [--shapes tiny,1.5b] [--previous]"""
+    python -m benchmarks.loader_memory [--shapes tiny,1.5b] [--previous]"""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def write_checkpoint(shape_name: str, folder: str) -> dict:
     import torch
     from safetensors.torch import save_file
 
-    from dlmpo.dlm.loaders import _smollm2_tokenizer
+    from dlmpo.dlm.loaders import smollm2_tokenizer
     from dlmpo.dlm.modeling import BidirectionalLM, TransformerConfig
 
     shape = SHAPES[shape_name]
@@ -58,7 +58,7 @@ def write_checkpoint(shape_name: str, folder: str) -> dict:
     if shard:
         save_file(shard, f"{folder}/model-{index:05d}.safetensors")
     Path(folder, "config.json").write_text(json.dumps(config))
-    _smollm2_tokenizer().save_pretrained(folder)
+    smollm2_tokenizer().save_pretrained(folder)
     return {"params": params}
 
 
@@ -93,13 +93,13 @@ def measure(folder: str, dtype_name: str, loader: str) -> dict:
     import torch
     import transformers  # noqa: F401  (the tokenizer's; imported before the start is read)
 
-    from dlmpo.dlm.loaders import _load_dream
+    from dlmpo.dlm.loaders import load_dream
 
     dtype = getattr(torch, dtype_name)
     start_mb = _rss_mb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
     start = time.perf_counter()
-    model = _load_dream(folder, torch.device("cpu"), dtype).model if loader == "ours" else _previous_loader(folder, dtype)
+    model = load_dream(folder, torch.device("cpu"), dtype).model if loader == "ours" else _previous_loader(folder, dtype)
     seconds = time.perf_counter() - start
     return {"start_mb": start_mb, "load_peak_mb": _rss_mb("VmHWM"), "after_mb": _rss_mb("VmRSS"),
             "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -107,7 +107,8 @@ def measure(folder: str, dtype_name: str, loader: str) -> dict:
 
 
 def _child(*args: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "benchmarks.loader_memory", "--child", *args], capture_output=True,
+                         text=True, check=True, cwd=Path(__file__).resolve().parents[1])
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -136,8 +137,7 @@ def main() -> None:
                         "over_weights": round((m["load_peak_mb"] - m["start_mb"]) / m["weights_mb"], 2),
                         "seconds": round(m["seconds"], 2)})
                     print(rows[-1], flush=True)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from common import report  # imports torch: only now, after the children ran
+    from benchmarks.common import report  # imports torch: only now, after the children ran
 
     report("loader_memory", rows, {"checkpoint": "bf16 safetensors shards of about 500 MB", "device": "cpu"})
 

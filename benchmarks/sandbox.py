@@ -2,7 +2,7 @@
 programs each blocks (tests/support/hostile_programs.py, graded through CodeTask.grade), and the
 cost of isolation per program (median ms of N runs of a trivial passing program).
 
-    python benchmarks/sandbox.py [--runs 100]   # table on stdout, benchmarks/results/sandbox.json
+    python -m benchmarks.sandbox [--runs 100]   # table on stdout, benchmarks/results/sandbox.json
 
 Run as root where a cgroup can be made, the new sandbox caps the whole tree's memory; the JSON says
 which backend limits were in force (cgroup or not)."""
@@ -17,12 +17,11 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from tests.support.hostile_programs import ATTACKS, ENV_NAME, PROBLEM, SECRET, Arena, grade  # noqa: E402
+from dlmpo.code.sandbox import SandboxLimits, run_program
+from dlmpo.code.sandbox_cgroup import open_group
+from tests.support.hostile_programs import ATTACKS, ENV_NAME, PROBLEM, SECRET, Arena, grade
 
-from dlmpo.code.sandbox import SandboxLimits, run_program  # noqa: E402
-from dlmpo.code.sandbox_cgroup import open_group  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 RESULTS = ROOT / "benchmarks" / "results"
 OLD = SandboxLimits(timeout_s=5.0, allow_unisolated=True, backend="unisolated")
@@ -42,7 +41,8 @@ def timing(limits: SandboxLimits, runs: int) -> dict:
 
 def main() -> None:
     if os.environ.get(ENV_NAME) != SECRET:  # the key must be in this process's initial environment, as a real one is
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, ENV_NAME: SECRET})
+        os.execve(sys.executable, [sys.executable, "-m", "benchmarks.sandbox", *sys.argv[1:]],
+                  {**os.environ, ENV_NAME: SECRET})
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=100)
     args = parser.parse_args()

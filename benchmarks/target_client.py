@@ -4,7 +4,7 @@ with shared K/V (the default on a CPU with native bf16), side by side in one run
 client's own overhead against a local server that answers at once (requests/s at concurrency 1,
 16, 64). Peak RSS is the process's, so it is the maximum over the rows run so far.
 
-    python benchmarks/target_client.py --data-dir ../shared/data [--n 872]"""
+    python -m benchmarks.target_client --data-dir ../shared/data [--n 872]"""
 
 from __future__ import annotations
 
@@ -19,12 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import report  # noqa: E402
-
-from dlmpo.catalog import get_task  # noqa: E402
-from dlmpo.evaluate import evaluate  # noqa: E402
-from dlmpo.lm import ChatRequest, open_target  # noqa: E402
+from benchmarks.common import report
+from dlmpo.catalog import get_task
+from dlmpo.evaluate import evaluate
+from dlmpo.lm import ChatRequest, open_target
 
 
 def embedded(data_dir: str, n: int, max_tokens: int, share_prefix: bool, dtype: str) -> dict:

@@ -7,7 +7,7 @@ recorded user replays the customer's turns. Pass 1 answers instantly (harness th
 client, tools, database, reward); pass 2 counts the tokens of every request the agent sent with
 the SmolLM2 tokenizer (a stand-in for GPT-4o's; counts differ by a few per cent).
 
-Run: python benchmarks/tau_episodes.py [--data-dir ../shared/data]"""
+Run: python -m benchmarks.tau_episodes [--data-dir ../shared/data]"""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 example of a task's val split once (the embedded target, cached), then val pools of each size are
 resampled and the one-sided sign test is run at the level on each. Prints a table, writes JSON.
 
-    python benchmarks/val_power.py --data-dir ../shared/data --cache runs/val_power.sqlite \
+    python -m benchmarks.val_power --data-dir ../shared/data --cache runs/val_power.sqlite \
         --challenger-sentence "Never answer with a sentence; the answer must be one of the listed labels."
 """
 
@@ -11,17 +11,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from common import report  # noqa: E402
-
-from dlmpo.catalog import get_task  # noqa: E402
-from dlmpo.evaluate import evaluate  # noqa: E402
-from dlmpo.lm import open_target  # noqa: E402
-from dlmpo.optimizer.selection import paired, sign_test  # noqa: E402
+from benchmarks.common import report
+from dlmpo.catalog import get_task
+from dlmpo.evaluate import evaluate
+from dlmpo.lm import open_target
+from dlmpo.optimizer.selection import paired, sign_test
 
 
 async def scores(task, target: str, cache: str, prompts: list[str]) -> list[list[float]]:

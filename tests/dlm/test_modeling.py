@@ -34,9 +34,9 @@ def test_dream_loader_reads_a_qwen2_checkpoint_directory(tmp_path):
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     from dlmpo.dlm import load_dlm
-    from dlmpo.dlm.loaders import _smollm2_tokenizer
+    from dlmpo.dlm.loaders import smollm2_tokenizer
 
-    tok = _smollm2_tokenizer()
+    tok = smollm2_tokenizer()
     tok.add_special_tokens({"additional_special_tokens": ["<|mask|>"]})
     torch.manual_seed(0)
     hf = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1,

@@ -10,7 +10,7 @@ import torch
 from reference_models import import_reference, reference_dream, save_checkpoint
 
 from dlmpo.dlm import Sampler, SamplerConfig, load_dlm
-from dlmpo.dlm.loaders import _load_dream
+from dlmpo.dlm.loaders import load_dream
 
 ROWS_TEXT = ["You are a careful classifier of movie reviews.", "Answer with one word: positive or negative"]
 
@@ -53,7 +53,7 @@ def test_logits_match_reference(reference, ours, tokenizer):
 
 def test_bf16_checkpoint_loads_in_bf16_with_reference_logits(reference, tokenizer, tmp_path):
     folder = save_checkpoint(reference, tokenizer, tmp_path, dtype=torch.bfloat16)
-    model = _load_dream(str(folder), torch.device("cpu"), torch.bfloat16)
+    model = load_dream(str(folder), torch.device("cpu"), torch.bfloat16)
     assert {p.dtype for p in model.model.parameters()} == {torch.bfloat16}
     x = torch.randint(0, len(tokenizer), (2, 24), generator=torch.Generator().manual_seed(2))
     # the weights in bf16 and the rotary frequencies in fp32, as from_pretrained(dtype=bf16) leaves them

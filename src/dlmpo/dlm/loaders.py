@@ -86,7 +86,7 @@ def _load_base(spec: str, device: str | None) -> DiffusionLM:
             raise ModelSpecError(f"Unknown SmolLM2 DLM '{target}': use smollm2:base.")
         return smollm2_base(dev)
     if kind == "dream":
-        return _load_dream(target, dev)
+        return load_dream(target, dev)
     if kind == "llada":
         return _load_llada(target, dev)
     if kind == "mlm":
@@ -98,7 +98,7 @@ def _load_base(spec: str, device: str | None) -> DiffusionLM:
 # tiny random models (tests): real tokenizers, real mask tokens, real chat templates
 
 
-def _smollm2_tokenizer():
+def smollm2_tokenizer():
     from transformers import AutoTokenizer
 
     from dlmpo.embedded_weights import embedded_model_dir
@@ -122,7 +122,7 @@ def _tiny_native(tokenizer, *, name, family, mask_token, shift, qkv_bias, max_le
 
 def tiny_dream(device: torch.device) -> NativeDLM:
     """Qwen2-shaped (q/k/v biases), full attention, shifted logits, `<|mask|>`, ChatML template."""
-    tok = _smollm2_tokenizer()
+    tok = smollm2_tokenizer()
     tok.chat_template = CHATML_TEMPLATE
     return _tiny_native(tok, name="tiny-random:dream", family="dream", mask_token=DREAM_MASK, shift=True,
                         qkv_bias=True, max_length=2048, device=device)
@@ -130,7 +130,7 @@ def tiny_dream(device: torch.device) -> NativeDLM:
 
 def tiny_llada(device: torch.device) -> NativeDLM:
     """Llama-shaped (no biases), no logit shift, `<|mdm_mask|>`, LLaDA's header-style template."""
-    tok = _smollm2_tokenizer()
+    tok = smollm2_tokenizer()
     tok.add_special_tokens({"additional_special_tokens": [
         "<|startoftext|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]})
     tok.chat_template = LLADA_TEMPLATE
@@ -175,7 +175,7 @@ def smollm2_base(device: torch.device) -> NativeDLM:
     from dlmpo.embedded_weights import embedded_model_dir
 
     folder = embedded_model_dir()
-    tok = _smollm2_tokenizer()
+    tok = smollm2_tokenizer()
     tok.chat_template = CHATML_TEMPLATE
     tok.add_special_tokens({"additional_special_tokens": [DREAM_MASK]})
     tok.mask_token = DREAM_MASK
@@ -223,7 +223,7 @@ def _local_snapshot(repo_or_path: str) -> Path:
         ) from None
 
 
-def _load_dream(repo_or_path: str, device: torch.device, dtype: torch.dtype | None = None) -> NativeDLM:
+def load_dream(repo_or_path: str, device: torch.device, dtype: torch.dtype | None = None) -> NativeDLM:
     folder = _local_snapshot(repo_or_path)
     cfg_raw = _read_config(folder)
     cfg = TransformerConfig.from_hf({**cfg_raw, "attention_bias": True})
