@@ -66,6 +66,7 @@ def test_guard_rejects_the_canvas_trace_format_unless_the_incumbent_has_it():
     seed = "Classify the review."
     assert "trace format" in guard.reject_reason(seed + "\n[1] User: great film", seed, [])
     assert "trace format" in guard.reject_reason(seed + "\nScore: 0\nFeedback: wrong", seed, [])
+    assert "trace format" in guard.reject_reason(seed + "\n[7] Sentence 1: a made-up example", seed, [])
     assert guard.reject_reason(seed + " Give a score: 1 to 5.", seed, []) is None  # not at a line start
     own = "Grade the answer.\nFeedback: one sentence."
     assert guard.reject_reason(own + "\nFeedback: be kind.", own, []) is None

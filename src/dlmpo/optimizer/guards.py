@@ -6,8 +6,9 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-# the canvas shows traces as "[1] User: …", "Assistant: …", "Score: …", "Feedback: …" lines
-TRACE_MARKUP = re.compile(r"\[\d+\] User:|^\s*(?:Assistant|Score|Feedback):", re.M)
+# the canvas shows traces as "[1] User: …", "Assistant: …", "Score: …", "Feedback: …" lines; a
+# line that opens with "[7] " is a numbered trace even when a writer changed what follows
+TRACE_MARKUP = re.compile(r"\[\d+\] User:|^\s*\[\d+\] |^\s*(?:Assistant|Score|Feedback):", re.M)
 
 
 def _words(text: str) -> list[str]:
