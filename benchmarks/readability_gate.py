@@ -12,7 +12,7 @@ For each text: the perplexity of the added tokens under SmolLM2-135M-Instruct (n
 the gate's verdict. The threshold is the midpoint between the most surprising pass sentence and
 the least surprising recital that only perplexity can catch (the others fail a rule).
 
-    python benchmarks/readability_gate.py --data-dir ../shared/data
+    python -m benchmarks.readability_gate --data-dir ../shared/data
 """
 
 from __future__ import annotations

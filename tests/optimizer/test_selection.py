@@ -74,7 +74,8 @@ def test_junk_does_not_win_a_small_val(tmp_path, data_dir, significance, junk_ma
     with FakeOpenAIServer(answer=_noise_answer) as server:
         settings = OptimizeSettings(task="sst2", target=f"{server.base_url}#noise", dlm="tiny-random:dream",
                                     rounds=6, candidates=4, train_size=8, val_size=16, screen_batch=16, batch_size=4,
-                                    test_size=8, data_dir=str(data_dir), significance=significance)
+                                    test_size=8, data_dir=str(data_dir), significance=significance,
+                                    readability=False)  # junk on purpose: the sign test must stop it
         opt = Optimizer(settings, tmp_path / "run", proposer=_Rotating(junk))
         result = asyncio.run(opt.run())
     accepted = [r for r in result.rounds if r.accepted]
@@ -137,7 +138,8 @@ def test_a_promising_challenger_is_confirmed_on_the_second_look(tmp_path, data_d
     with FakeOpenAIServer(answer=_better_by_a_tenth) as server:
         settings = OptimizeSettings(task="sst2", target=f"{server.base_url}#target", dlm="tiny-random:dream",
                                     rounds=1, candidates=1, train_size=8, val_size=64, confirm_size=100,
-                                    screen_batch=16, batch_size=4, test_size=8, data_dir=str(data_dir))
+                                    screen_batch=16, batch_size=4, test_size=8, data_dir=str(data_dir),
+                                    readability=False)
         opt = Optimizer(settings, tmp_path / "run", proposer=_Rotating(["Label the review. GOOD"]))
         result = asyncio.run(opt.run())
     (challenger,) = result.rounds[0].candidates
@@ -181,7 +183,7 @@ def test_a_prompt_challenges_once_per_run(tmp_path, data_dir):
     with FakeOpenAIServer(answer=better_by_three_tenths) as server:
         settings = OptimizeSettings(task="sst2", target=f"{server.base_url}#target", dlm="tiny-random:dream",
                                     rounds=3, candidates=1, train_size=8, val_size=64, screen_batch=16, batch_size=4,
-                                    test_size=8, data_dir=str(data_dir), significance=1e-12)
+                                    test_size=8, data_dir=str(data_dir), significance=1e-12, readability=False)
         result = asyncio.run(Optimizer(settings, tmp_path / "run", proposer=proposer).run())
     first, *later = [r.candidates[0] for r in result.rounds]
     assert first.significance is not None and not result.rounds[0].accepted
