@@ -1,5 +1,5 @@
 """Every optimizer `compare` can run, by name: our loop with each registered proposer, and the
-peers that run through their own packages (GEPA, MIPROv2). A new peer is one file in peers/ and
+peers that run through their own packages (GEPA, GEPA with the DLM as its proposer, MIPROv2). A new peer is one file in peers/ and
 one line here; a new proposer registers in `optimizer.proposers.PROPOSERS` and appears here."""
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ def _load(path: str):
 PEERS = {
     "gepa": OptimizerEntry("gepa", run_path="dlmpo.peers.gepa_peer:run_gepa",
                            require_path="dlmpo.peers.gepa_peer:_require_gepa"),
+    "gepa+dlm": OptimizerEntry("gepa+dlm", run_path="dlmpo.peers.gepa_peer:run_gepa_dlm",
+                               require_path="dlmpo.peers.gepa_peer:_require_gepa"),
     "mipro": OptimizerEntry("mipro", run_path="dlmpo.peers.mipro_peer:run_mipro",
                             require_path="dlmpo.peers.mipro_peer:_require_dspy"),
 }

@@ -15,13 +15,14 @@ from dlmpo.optimizer.settings import OptimizeSettings
 
 
 class PeerRun:
-    def __init__(self, name: str, settings: OptimizeSettings, out: str | Path, on_event=None):
+    def __init__(self, name: str, settings: OptimizeSettings, out: str | Path, on_event=None, *, writer: bool = True):
         if settings.feedback not in ("metric", "none"):
             raise UserError(f"{name} scores candidates with the task's own metric and feedback: use feedback metric.")
         self.name = name
         self.session = session = RunSession(settings, out, on_event=on_event)
         session.bind()
-        session.open_models(writer=True)
+        session.open_models(writer=writer)  # writer False: the run's DLM writes (gepa+dlm)
+        self.writer_name = settings.optimizer_model if writer else settings.dlm
         session.reserve_test(len(session.seed_prompt))  # peers keep prompts about the seed's length
 
     def emit(self, event: Event) -> None:
@@ -49,7 +50,7 @@ class PeerRun:
 
     async def finish(self, best_prompt: str, best_val: float, seed_val: float, seed_test: float) -> OptimizeResult:
         return await self.session.finish(best_prompt=best_prompt, best_val=best_val, seed_val=seed_val,
-                                         seed_test=seed_test, optimizer=f"{self.name}:{self.session.s.optimizer_model}",
+                                         seed_test=seed_test, optimizer=f"{self.name}:{self.writer_name}",
                                          stop_reason=self.name)
 
     async def close(self) -> None:

@@ -1,7 +1,11 @@
 """GEPA (the `gepa` package) as a peer: our target is its task model, our optimizer model its
 reflection model, our pools its train and val sets. Seed and best prompts are scored on the same
 held-out test set as every dlmpo run, and the same call budget is never exceeded: a stop rule
-ends GEPA before an iteration could cross it. Install with `pip install gepa`."""
+ends GEPA before an iteration could cross it. Install with `pip install gepa`.
+
+`gepa+dlm` (run_gepa_dlm) is the same search with the run's DLM writing the edits instead of the
+reflection model: `dlmpo.integrations.gepa.dlm_proposer` as GEPA's custom candidate proposer, built
+from the run's DLM settings (dlm, adapter, strategy, mask_tokens, sampler, readability)."""
 
 from __future__ import annotations
 
@@ -36,12 +40,17 @@ def _require_gepa():
         raise UserError("The gepa optimizer needs the gepa package: pip install gepa (or dlmpo[peers]).") from None
 
 
-async def run_gepa(settings: OptimizeSettings, out: str | Path, on_event=None) -> OptimizeResult:
+async def run_gepa_dlm(settings: OptimizeSettings, out: str | Path, on_event=None) -> OptimizeResult:
+    """GEPA's search with the run's DLM as its proposer."""
+    return await run_gepa(settings, out, on_event, dlm=True)
+
+
+async def run_gepa(settings: OptimizeSettings, out: str | Path, on_event=None, *, dlm: bool = False) -> OptimizeResult:
     _require_gepa()
     import gepa
     from gepa.core.adapter import EvaluationBatch
 
-    peer = PeerRun("gepa", settings, out, on_event)
+    peer = PeerRun("gepa+dlm" if dlm else "gepa", settings, out, on_event, writer=not dlm)
     opt = peer.session
     s, target, writer = opt.s, opt.target, opt.writer
     seed_val, seed_test = await peer.score_seed()
@@ -87,14 +96,28 @@ async def run_gepa(settings: OptimizeSettings, out: str | Path, on_event=None) -
         await peer.close()
         raise UserError(f"The budget leaves GEPA {metric_calls} evaluations after scoring the seed prompt: raise it.")
 
+    proposer = None
+    if dlm:  # the DLM writes GEPA's edits; the reflection model is not called
+        from dlmpo.integrations.gepa import dlm_proposer
+
+        fields = ("adapter", "strategy", "mask_tokens", "span_ratio", "span_length", "steps", "alg", "alg_temp",
+                  "temperature", "top_p", "top_k", "block_length", "threshold", "kv_refresh", "schedule", "device",
+                  "readability", "readability_nll", "seed")
+        proposer = dlm_proposer(s.dlm, context_traces=s.context_traces, **{f: getattr(s, f) for f in fields})
+
     def optimize():
         return gepa.optimize(seed_candidate={COMPONENT: opt.seed_prompt}, trainset=list(opt.train_pool),
-                             valset=list(opt.val_pool), adapter=Adapter(), reflection_lm=reflect,
+                             valset=list(opt.val_pool), adapter=Adapter(),
+                             reflection_lm=None if dlm else reflect, custom_candidate_proposer=proposer,
                              reflection_minibatch_size=minibatch, max_metric_calls=metric_calls,
                              stop_callbacks=[over_budget], seed=s.seed, run_dir=str(opt.run_dir.path / "gepa"),
                              display_progress_bar=False, logger=_LogFile(opt.run_dir.path / "gepa.log"))
 
     result = await peer.run_in_thread(optimize, "gepa.log")
-    peer.emit(Stop(reason="gepa", details={"candidates": result.num_candidates}))
+    details = {"candidates": result.num_candidates}
+    if proposer is not None:
+        details.update(dlm_edits=len(proposer.log), dlm_unchanged=sum(not r["changed"] for r in proposer.log),
+                       readability_rejected=len(proposer.writer.rejected))
+    peer.emit(Stop(reason=peer.name, details=details))
     return await peer.finish(result.best_candidate[COMPONENT], result.val_aggregate_scores[result.best_idx],
                              seed_val, seed_test)
