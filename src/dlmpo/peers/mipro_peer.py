@@ -103,14 +103,31 @@ class ChatModelEngine:
         pass
 
 
-def _target_adapter(task, by_message: dict, answer_tokens: int):
+def lenient_chat_adapter_class():
+    """dspy's ChatAdapter, except that a completion without the field markers still answers a
+    signature of one output field: the whole text (marker lines dropped) is that field. Small
+    models (the embedded target, a small optimizer model) rarely keep DSPy's format."""
     import dspy
     from dspy.utils.exceptions import AdapterParseError
 
+    class LenientChatAdapter(dspy.ChatAdapter):
+        def parse(self, signature, completion):
+            try:
+                return super().parse(signature, completion)
+            except AdapterParseError:
+                if len(signature.output_fields) != 1:
+                    raise
+                text = "\n".join(line for line in completion.splitlines() if not line.lstrip().startswith("[[ ##"))
+                return {next(iter(signature.output_fields)): text.strip()}
+
+    return LenientChatAdapter
+
+
+def _target_adapter(task, by_message: dict, answer_tokens: int):
     def is_target_call(signature) -> bool:
         return list(signature.input_fields) == [INPUT_FIELD] and list(signature.output_fields) == [OUTPUT_FIELD]
 
-    class TargetAdapter(dspy.ChatAdapter):
+    class TargetAdapter(lenient_chat_adapter_class()):
         def format(self, signature, demos, inputs):
             if not is_target_call(signature):
                 return super().format(signature, demos, inputs)
@@ -119,13 +136,7 @@ def _target_adapter(task, by_message: dict, answer_tokens: int):
         def parse(self, signature, completion):
             if is_target_call(signature):
                 return {OUTPUT_FIELD: completion}
-            try:
-                return super().parse(signature, completion)
-            except AdapterParseError:
-                if len(signature.output_fields) != 1:
-                    raise
-                text = "\n".join(line for line in completion.splitlines() if not line.lstrip().startswith("[[ ##"))
-                return {next(iter(signature.output_fields)): text.strip()}
+            return super().parse(signature, completion)
 
     return TargetAdapter()
 
