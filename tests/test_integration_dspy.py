@@ -43,7 +43,7 @@ def test_dlmpo_compiles_a_two_predictor_program(tmp_path):
             asked.append((pred_name, len(pred_trace)))
         return dspy.Prediction(score=float(right), feedback=f"The answer should be {gold.label}.")
 
-    data = [dspy.Example(text=t, label=l).with_inputs("text") for t, l in
+    data = [dspy.Example(text=t, label=y).with_inputs("text") for t, y in
             [("I loved this film.", "positive"), ("Awful, boring food.", "negative"), ("A wonderful trip.", "positive")]]
     lm = ChatLM("embedded", max_tokens=24, cache_path=tmp_path / "calls.sqlite")
     dspy.configure(lm=lm, adapter=lenient_adapter())

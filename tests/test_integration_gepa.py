@@ -71,3 +71,12 @@ def test_compare_has_a_gepa_dlm_row(data_dir, tmp_path):
     stops = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines() if '"stop"' in line]
     assert stops and stops[-1]["dlm_edits"] >= 1
     assert json.loads((run / "result.json").read_text())["stop_reason"] == "gepa+dlm"
+
+
+def test_a_missing_gepa_is_one_sentence(monkeypatch):
+    from dlmpo.errors import UserError
+    from dlmpo.integrations.gepa import dlm_proposer
+
+    monkeypatch.setitem(sys.modules, "gepa", None)
+    with pytest.raises(UserError, match=r"pip install 'dlmpo\[gepa\]'"):
+        dlm_proposer("tiny-random:dream")

@@ -30,7 +30,7 @@ def test_optimize_prompts_registers_the_dlm_version(tmp_path, monkeypatch):
         ok = outputs == expectations["label"]
         return Feedback(value=float(ok), rationale="correct" if ok else f"wrong, the label is {expectations['label']}")
 
-    data = [{"inputs": {"text": t}, "expectations": {"label": l}} for t, l in
+    data = [{"inputs": {"text": t}, "expectations": {"label": y}} for t, y in
             [("good film", "positive"), ("bad food", "negative"), ("a good trip", "positive"), ("dull", "negative")]]
     optimizer = DLMPromptOptimizer("tiny-random:dream", rounds=1, candidates=2, max_metric_calls=20, steps=4,
                                    mask_tokens=6, readability=False)

@@ -67,12 +67,12 @@ def ChatLM(target: str = "embedded", *, temperature: float = 0.0, max_tokens: in
            distinct_samples: bool = False, **open_kwargs: Any):
     """A `dspy.LM` (a `dspy.BaseLM`) whose calls go to a dlmpo chat model (`lm.spec.open_target`:
     embedded, hf:, openai:, http://…#model), with dlmpo's call cache, retries and accounting; the
-    adapter is the MIPROv2 peer's `ChatModelEngine`. `.chat_model` is the dlmpo ChatModel
+    adapter is `dspy_engine.ChatModelEngine` (the MIPROv2 peer's too). `.chat_model` is the dlmpo ChatModel
     (`.chat_model.accounting` counts its calls). `distinct_samples`: each call its own sample (and
     cache entry), for a model that writes rather than answers."""
     dspy = _dspy()
+    from dlmpo.integrations.dspy_engine import CallGuard, ChatModelEngine
     from dlmpo.lm.spec import open_target
-    from dlmpo.peers.mipro_peer import CallGuard, ChatModelEngine
 
     model = open_target(target, cache_path=cache_path, use_cache=use_cache, concurrency=concurrency, **open_kwargs)
     runner = _LoopThread()
@@ -94,7 +94,7 @@ def lenient_adapter():
     """dspy's ChatAdapter that reads a single-output answer without DSPy's field markers as that
     field (small models such as the embedded target drop them)."""
     _dspy()
-    from dlmpo.peers.mipro_peer import lenient_chat_adapter_class
+    from dlmpo.integrations.dspy_engine import lenient_chat_adapter_class
 
     return lenient_chat_adapter_class()()
 
