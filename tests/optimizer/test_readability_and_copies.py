@@ -81,7 +81,7 @@ def test_naming_the_label_list_again_is_not_a_repeat(data_dir):
 def test_changed_spans_cover_only_the_added_words():
     candidate = appended("Be brief.")
     spans = changed_spans(candidate, SST2_SEED)
-    assert [candidate[s:e] for s, e in spans] == ["## Additional instructions\nBe brief."]
+    assert [candidate[s:e].strip() for s, e in spans] == ["Be brief."]  # the heading is the optimizer's
 
 
 @pytest.mark.parametrize("text", GUIDANCE)
@@ -99,6 +99,7 @@ def test_recitals_fail_the_gate(text):
     ("Answer positive, answer negative.", "contradicts itself"),
     ("If the review praises the film answer positive, otherwise answer negative.", None),
     ("The film is good good.", "repeated back to back"),
+    ("The is negative: or negative: the reviewer says fails.", "article before a function word"),
     ("Do not repeat the question or add words. Do not repeat the question or explain.", "twice"),
 ])
 def test_rules_without_perplexity(text, why):

@@ -4,6 +4,7 @@ Checked on the text a candidate adds or changes (a word-level diff against the i
 any target call:
 
 - a word repeated back to back ("falls short short"), or five words said twice;
+- an article right before another function word ("The is negative");
 - a word cut off ("Rep negative"): not an English word, or a short prefix of a longer word of the
   prompt or of the usual instruction verbs, unless the incumbent, the labels or the traces use it;
 - an answer that contradicts itself: one sentence that directs two answers ("reply negative if …,
@@ -33,13 +34,14 @@ SHORT_WORDS = frozenset("a an as at be by de do go he if in is it me my no not o
 
 # the midpoint between the most surprising stage-1 guidance sentence and the least surprising
 # recital that only perplexity catches (benchmarks/readability_gate.py)
-READABILITY_NLL = 5.85
+READABILITY_NLL = 5.67
 
 SpanNLL = Callable[[str, list[tuple[int, int]]], "float | None"]
 
 
 def changed_spans(candidate: str, incumbent: str) -> list[tuple[int, int]]:
-    """Character spans of `candidate` whose words the incumbent does not have at that place."""
+    """Character spans of `candidate` whose words the incumbent does not have at that place, less
+    Markdown heading lines (the optimizer's `## Additional instructions` is not the edit's text)."""
     new = [(m.start(), m.end(), m.group().lower()) for m in re.finditer(r"\S+", candidate)]
     old = [m.group().lower() for m in re.finditer(r"\S+", incumbent)]
     spans = []
@@ -47,7 +49,15 @@ def changed_spans(candidate: str, incumbent: str) -> list[tuple[int, int]]:
     for op, _, _, j1, j2 in matcher.get_opcodes():
         if op in ("replace", "insert") and j2 > j1:
             spans.append((new[j1][0], new[j2 - 1][1]))
-    return spans
+    headings = [(m.start(), m.end()) for m in re.finditer(r"^#+ .*$", candidate, re.M)]
+    return [piece for span in spans for piece in _minus(span, headings) if candidate[piece[0]:piece[1]].strip()]
+
+
+def _minus(span: tuple[int, int], holes: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    pieces = [span]
+    for h0, h1 in holes:
+        pieces = [p for s, e in pieces for p in ((s, min(e, h0)), (max(s, h1), e)) if p[0] < p[1]]
+    return pieces
 
 
 def _around(text: str, spans: list[tuple[int, int]], pattern: re.Pattern) -> list[re.Match]:
@@ -73,6 +83,16 @@ def repeated_phrase(text: str, spans: list[tuple[int, int]], labels: list[str], 
             if any(start < e and end > s for s, e in spans):
                 return " ".join(gram)
         first.setdefault(gram, i)
+    return None
+
+
+# an article right before another article, a copula, a preposition or a conjunction: "The is negative"
+BROKEN_ARTICLE = re.compile(r"\b(?:the|a|an)\s+(?:the|a|an|is|are|was|were|be|of|to|and|or|but|if|with|for)\b", re.I)
+
+
+def broken_grammar(text: str, spans: list[tuple[int, int]]) -> str | None:
+    for m in _around(text, spans, BROKEN_ARTICLE):
+        return m.group()
     return None
 
 
@@ -128,6 +148,8 @@ class ReadabilityGate:
             return f"unreadable: it says \"{phrase}\" twice"
         if (word := cut_word(candidate, spans, known, self.labels)) is not None:
             return f"unreadable: a word cut off or not English (\"{word}\")"
+        if (words := broken_grammar(candidate, spans)) is not None:
+            return f"unreadable: an article before a function word (\"{words}\")"
         if (said := contradiction(candidate, spans, self.labels)) is not None:
             return f"unreadable: the answer it asks for {said}"
         if self.max_nll is not None:
