@@ -102,11 +102,13 @@ class Optimizer:
 
     def check(self) -> None:
         """What a dry run verifies without a call: the DLM and its adapter load, the seed prompt fits
-        the DLM, human notes read. Each failure is a UserError."""
+        the DLM, human notes read, the readability gate's reader loads. Each failure is a UserError."""
         if not PROPOSERS[self.s.proposer].writer:  # a chat-model writer opens with the run's models
             self._limit_prompt_tokens(self._make_proposer())
         if self.s.feedback == "human":
             HumanFeedback(self.s.human_notes)
+        if self.gate is not None:
+            self.gate.load()
 
     def _feedback(self) -> FeedbackSource:
         if self._feedback_source is not None:
@@ -147,6 +149,8 @@ class Optimizer:
                 proposer = self._make_proposer()
                 self._limit_prompt_tokens(proposer)
             feedback = self._feedback()  # a notes file that cannot be read is an error before any call
+            if self.gate is not None and len(done_rounds) < s.rounds:
+                self.gate.load()  # its reader missing is an error before any call
         except UserError:
             await session.close()
             raise

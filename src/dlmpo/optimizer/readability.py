@@ -131,6 +131,16 @@ class ReadabilityGate:
     rejected: int = 0
     checked: int = 0
 
+    def load(self) -> SpanNLL | None:
+        """What the gate reads with, loaded once: the word list, and the embedded SmolLM2 when
+        perplexity is checked. A one-sentence UserError when either is not installed."""
+        is_english_word("word")
+        if self.max_nll is not None and self.span_nll is None:
+            from dlmpo.lm.perplexity import embedded_scorer
+
+            self.span_nll = embedded_scorer().span_nll
+        return self.span_nll
+
     def reject_reason(self, candidate: str, incumbent: str, known_text: str = "") -> str | None:
         spans = changed_spans(candidate, incumbent)
         if not spans:
@@ -153,11 +163,7 @@ class ReadabilityGate:
         if (said := contradiction(candidate, spans, self.labels)) is not None:
             return f"unreadable: the answer it asks for {said}"
         if self.max_nll is not None:
-            if self.span_nll is None:
-                from dlmpo.lm.perplexity import embedded_scorer
-
-                self.span_nll = embedded_scorer().span_nll
-            nll = self.span_nll(candidate, spans)
+            nll = self.load()(candidate, spans)
             if nll is not None and nll > self.max_nll:
                 return f"unreadable: perplexity of the added text {nll:.2f} nats/token > {self.max_nll:g}"
         return None
