@@ -54,6 +54,8 @@ def with_options(model, *, overrides: bool = False, only=None, skip=(), help: di
             if (only is not None and name not in only) or name in skip:
                 continue
             flag = "--" + name.replace("_", "-")
+            if _plain(kind) is bool:  # a switch both ways: a default of True must be able to go off
+                flag = f"{flag}/--no-{flag[2:]}"
             if overrides:
                 shown = "none" if default is None else default
                 text = _sentence(text) + ("" if "[default:" in text else f" [default: {shown}]")

@@ -2,6 +2,9 @@
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -134,3 +137,9 @@ def test_the_loop_rejects_unreadable_candidates_before_any_target_call(tmp_path,
     assert result.unreadable() == (1, 2)
     write_report(tmp_path / "run")
     assert "Readability gate: rejected 1 of 2 candidates (50%)" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_the_gate_can_be_switched_off_from_the_command_line():
+    out = subprocess.run([sys.executable, "-m", "dlmpo.cli", "optimize", "--help"], capture_output=True, text=True,
+                         env={**os.environ, "COLUMNS": "200"}).stdout
+    assert "--no-readability" in out and "[default: 5.67]" in out
