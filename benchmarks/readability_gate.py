@@ -3,9 +3,9 @@
 Three sets, each appended under `## Additional instructions` to a task's seed prompt, as the
 optimizer's append strategy writes them:
 
-- pass: the stage-1 guidance sentences of the embedded-DLM recipe (what a person would deploy), on
+- pass: the stage-1 guidance sentences the shipped adapter was trained on (readability_calibration.json), on
   the seed prompts of MRPC, SNLI and SST-2;
-- fail: the recitals the stage-2 DLM got accepted or wrote on SST-2 (issue 22, compare results);
+- fail: the recitals the stage-2 DLM got accepted or wrote on SST-2 (the same file);
 - infills: the 20 held-out infills of benchmarks/results/embedded_dlm.json (reported, not forced).
 
 For each text: the perplexity of the added tokens under SmolLM2-135M-Instruct (nats/token) and
@@ -27,32 +27,8 @@ from dlmpo.optimizer.readability import READABILITY_NLL, ReadabilityGate, change
 from dlmpo.optimizer.strategies import HEADING
 
 ROOT = Path(__file__).resolve().parents[1]
-GUIDANCE = [  # recipes/embedded_dlm/make_data.py's stage-1 guidance, as the shipped adapter was trained on it
-    "Reply with the label only, without any explanation.",
-    "Do not repeat the question or add any other words.",
-    "Answer with a single word in lower case.",
-    "Base your answer on the overall meaning, not on single words.",
-    "When the text mixes praise and criticism, decide by the main opinion.",
-    "Sarcasm often says the opposite of what the words mean, so read it carefully.",
-    "Ignore the length of the text and focus on what it says.",
-    "If you are unsure, choose the label that best fits the whole text.",
-    "Never answer with a sentence; the answer must be one of the listed labels.",
-    "Do not explain your reasoning.",
-    "Pay attention to negations such as not, never and hardly, which reverse the meaning.",
-    "Words like but and however often introduce the part that matters most.",
-    "Judge only from the text given, not from outside knowledge.",
-    "Keep the exact spelling of the labels.",
-    "A short answer is always better than a long one.",
-    "Read the whole input before you answer.",
-    "Check that your answer is one of the allowed labels before you reply.",
-    "Treat every input on its own; earlier inputs do not matter.",
-]
-RECITALS = [
-    "Reply negative if the review says the movie enjoyed the film, answer negative.",
-    "The negative: the review says the film sounds the humour or the answer positive.",
-    "Reply negative if the review says the movie falls short short, answer negative.",
-    "Reply negative if the review says the film fails falls short of answer positive.",
-]
+CALIBRATION = json.loads((ROOT / "benchmarks" / "readability_calibration.json").read_text())
+GUIDANCE, RECITALS = CALIBRATION["guidance"], CALIBRATION["recitals"]
 
 
 def judge(gate, scorer, seed, text):
@@ -91,7 +67,7 @@ def main() -> None:
         rejected = sum(r["verdict"] is not None for r in items)
         summary[kind] = f"{rejected} of {len(items)} rejected"
         print(f"\n{kind}: {summary[kind]}")
-        print(f"| nll | verdict | text |\n|---|---|---|")
+        print("| nll | verdict | text |\n|---|---|---|")
         for r in items:
             print(f"| {r['nll']:.2f} | {(r['verdict'] or 'passes')[:70]} | {' '.join(r['text'].split())[:80]} |")
     print(json.dumps(summary))

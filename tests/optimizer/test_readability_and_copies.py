@@ -19,23 +19,9 @@ from dlmpo.report.render import write_report
 ROOT = Path(__file__).resolve().parents[2]
 SST2_SEED = "You are a sentiment classifier. Reply with exactly one word: positive or negative."
 SST2 = ["negative", "positive"]
-# stage-1 guidance sentences (recipes/embedded_dlm/make_data.py): what a person would deploy
-GUIDANCE = [
-    "Reply with the label only, without any explanation.",
-    "Do not repeat the question or add any other words.",
-    "When the text mixes praise and criticism, decide by the main opinion.",
-    "Never answer with a sentence; the answer must be one of the listed labels.",
-    "Pay attention to negations such as not, never and hardly, which reverse the meaning.",
-    "Words like but and however often introduce the part that matters most.",
-    "Treat every input on its own; earlier inputs do not matter.",
-]
-# prompts the stage-2 DLM got accepted, or wrote, on SST-2 (issue 22 and benchmarks/results)
-RECITALS = [
-    "Reply negative if the review says the movie enjoyed the film, answer negative.",
-    "The negative: the review says the film sounds the humour or the answer positive.",
-    "Reply negative if the review says the movie falls short short, answer negative.",
-    "Reply negative if the review says the film fails falls short of answer positive.",
-]
+# the stage-1 guidance (must pass) and the SST-2 recitals (must fail) the gate is calibrated on
+CALIBRATION = json.loads((ROOT / "benchmarks" / "readability_calibration.json").read_text())
+GUIDANCE, RECITALS = CALIBRATION["guidance"], CALIBRATION["recitals"]
 
 
 def appended(text, seed=SST2_SEED):
