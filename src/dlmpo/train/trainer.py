@@ -80,8 +80,8 @@ class TrainConfig:
             raise UserError("span_fraction must be in [0, 1].")
         if self.time_limit is not None and self.time_limit <= 0:
             raise UserError("time_limit must be positive.")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise UserError(f"lr must be a number greater than 0, not {self.lr}.")
+        if not (math.isfinite(self.lr) and self.lr >= 0):  # 0 is allowed: the weights stay as they start
+            raise UserError(f"lr must be a number of at least 0, not {self.lr}.")
         if self.warmup < 0:
             raise UserError("warmup must not be negative.")
         if self.lora_alpha < 1:
