@@ -11,7 +11,6 @@ from typing import Any, ClassVar
 from dlmpo.optimizer.result import CandidateRecord, RoundRecord
 from dlmpo.optimizer.selection import Verdict
 
-
 LOG_KEYS = ("type", "time")  # what every line of events.jsonl holds besides the event's own fields
 
 
