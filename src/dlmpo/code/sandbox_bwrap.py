@@ -85,10 +85,7 @@ def _command(bwrap: str, uid: int | None, cpu_s: int, memory_mb: int, file_mb: i
         cmd += ["--unshare-user", "--uid", "65534", "--gid", "65534"]
     for name, value in SANDBOX_ENV.items():
         cmd += ["--setenv", name, value]
-    parents = {str(q) for prefix in prefixes for q in Path(prefix).parents if str(q) != "/"} | {"/etc"}
-    for parent in sorted(parents):  # made by bwrap on its root; 0755 whatever the host's modes
-        cmd += ["--perms", "0755", "--dir", parent]
-    cmd += ["--ro-bind", "/usr", "/usr"]
+    cmd += ["--perms", "0755", "--dir", "/etc", "--ro-bind", "/usr", "/usr"]
     for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
         path = Path("/") / name
         if path.is_symlink():
@@ -98,10 +95,15 @@ def _command(bwrap: str, uid: int | None, cpu_s: int, memory_mb: int, file_mb: i
     for name in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/alternatives"):
         if os.path.exists(name):
             cmd += ["--ro-bind", name, name]
-    for prefix in prefixes:
-        cmd += ["--ro-bind", prefix, prefix]
     cmd += ["--proc", "/proc", "--dev", "/dev", "--perms", "01777", "--size", str(disk_mb * 2**20), "--tmpfs", "/tmp",
             "--perms", "01777", "--size", str(disk_mb * 2**20), "--tmpfs", "/dev/shm"]
+    # Python's prefixes after the tmpfs: a virtual environment under /tmp (CI's, many users') must
+    # not be hidden by the sandbox's own /tmp
+    parents = {str(q) for prefix in prefixes for q in Path(prefix).parents if str(q) not in ("/", "/tmp")}
+    for parent in sorted(parents):  # made by bwrap on its root; 0755 whatever the host's modes
+        cmd += ["--perms", "0755", "--dir", parent]
+    for prefix in prefixes:
+        cmd += ["--ro-bind", prefix, prefix]
     if program is not None:
         cmd += ["--ro-bind", program, "/tmp/program.py"]
     cmd += ["--chdir", "/tmp", "--"]
