@@ -5,8 +5,8 @@ any target call:
 
 - a word repeated back to back ("falls short short"), or five words said twice;
 - an article right before another function word ("The is negative");
-- a word cut off ("Rep negative"): not an English word, or a short prefix of a longer word of the
-  prompt or of the usual instruction verbs, unless the incumbent, the labels or the traces use it;
+- a word cut off ("Rep negative"): not an English word, or a short prefix of an instruction word
+  or a label, unless the incumbent, the labels or the traces use it;
 - an answer that contradicts itself: one sentence that directs two answers ("reply negative if …,
   answer positive") with fewer conditions than directives;
 - perplexity: the mean negative log-likelihood of the added tokens under SmolLM2-135M-Instruct,

@@ -78,8 +78,9 @@ class OptimizeSettings(BaseModel):
     max_prompt_chars: int | None = Field(None, ge=10, description="[default: max(4000, 1.5 x the seed prompt)]")
     copy_ngram: int = Field(8, ge=3, description="reject prompts sharing this many consecutive words with one train input "
                                                   "(the task's template, labels and seed prompt do not count)")
-    readability: bool = Field(True, description="reject added text with a word repeated back to back, a word cut off, "
-                                                "or answers that contradict each other, before any target call")
+    readability: bool = Field(True, description="reject added text with repeated words or phrases, a broken article, "
+                                                "a word cut off, or answers that contradict each other, before any "
+                                                "target call")
     readability_nll: float | None = Field(READABILITY_NLL, gt=0,
                                           description="also reject added text whose perplexity under SmolLM2-135M-Instruct "
                                                       "exceeds this many nats per token; none: no perplexity check")
