@@ -11,14 +11,13 @@ import time
 import pytest
 
 import dlmpo
-from dlmpo.dlm import ContextItem
 from dlmpo.errors import UserError
 from dlmpo.lm.cache import CallCache
 from dlmpo.lm.local_backend import resolve_dtype
 from dlmpo.lm.types import ChatResponse
 from dlmpo.optimizer import Optimizer, OptimizeResult, OptimizeSettings
-from dlmpo.optimizer.proposers import Proposal
 from dlmpo.runs.rundir import RunDir
+from tests.support.proposers import ListProposer
 
 # the embedded target's cache identity on this machine (bf16 where the CPU has native bf16)
 EMBEDDED_ID = "embedded:SmolLM2-135M-Instruct" + ("" if resolve_dtype(None, "cpu") == "float32" else "@bfloat16")
@@ -70,22 +69,6 @@ def test_acceptance_never_lowers_val(finished_run):
         if e["type"] == "decision" and e["accepted"]:
             assert e["val"] > e["incumbent_val"]
     assert result.val["best"] >= result.val["seed"]
-
-
-class ListProposer:
-    """A proposer that returns fixed prompts: lets a test put a known-bad candidate in the loop."""
-
-    name = "list"
-
-    def __init__(self, prompts):
-        self.prompts = prompts
-
-    def prompt_token_limit(self):
-        return None
-
-    async def propose(self, incumbent, context, k, round_index, *, avoid=frozenset()):
-        assert all(isinstance(c, ContextItem) for c in context) and context
-        return [Proposal(p, "fixed", p) for p in self.prompts[:k]]
 
 
 def test_worse_candidate_is_never_accepted(tmp_path, data_dir):

@@ -15,6 +15,7 @@ from dlmpo.optimizer.guards import PromptGuard
 from dlmpo.optimizer.readability import READABILITY_NLL, ReadabilityGate, changed_spans
 from dlmpo.optimizer.strategies import HEADING
 from dlmpo.report.render import write_report
+from tests.support.proposers import ListProposer
 
 ROOT = Path(__file__).resolve().parents[2]
 SST2_SEED = "You are a sentiment classifier. Reply with exactly one word: positive or negative."
@@ -96,27 +97,12 @@ def test_rules_without_perplexity(text, why):
     assert (reason is None) if why is None else why in reason
 
 
-class FixedProposer:
-    name = "fixed"
-
-    def __init__(self, prompts):
-        self.prompts = prompts
-
-    def prompt_token_limit(self):
-        return None
-
-    async def propose(self, incumbent, context, k, round_index, *, avoid=frozenset()):
-        from dlmpo.optimizer.proposers import Proposal
-
-        return [Proposal(p, "fixed", p) for p in self.prompts[:k]]
-
-
 def test_the_loop_rejects_unreadable_candidates_before_any_target_call(tmp_path, data_dir):
     settings = OptimizeSettings(task="sst2", target="embedded", dlm="tiny-random:dream", rounds=1, candidates=2,
                                 train_size=6, val_size=8, test_size=8, batch_size=4, screen_batch=8, steps=8,
                                 mask_tokens=8, seed=0, data_dir=str(data_dir))
     prompts = [appended(RECITALS[2]), appended(GUIDANCE[0])]
-    result = asyncio.run(Optimizer(settings, tmp_path / "run", proposer=FixedProposer(prompts)).run())
+    result = asyncio.run(Optimizer(settings, tmp_path / "run", proposer=ListProposer(prompts)).run())
     bad, good = result.rounds[0].candidates
     assert bad.rejected.startswith("unreadable") and bad.minibatch is None
     assert good.rejected is None and good.minibatch is not None

@@ -16,6 +16,12 @@ DEFAULT_DLM = "embedded"
 STRATEGIES = ("append", "span", "sentence", "regrow")
 
 
+def _one_of(value: str, names, what: str) -> str:
+    if value not in names:
+        raise ValueError(f"unknown {what} '{value}': use {', '.join(names)}")
+    return value
+
+
 class OptimizeSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -106,18 +112,14 @@ class OptimizeSettings(BaseModel):
     def _proposer(cls, value: str) -> str:
         from dlmpo.optimizer.registry import PROPOSERS
 
-        if value not in PROPOSERS:
-            raise ValueError(f"unknown proposer '{value}': use {', '.join(PROPOSERS)}")
-        return value
+        return _one_of(value, PROPOSERS, "proposer")
 
     @field_validator("feedback")
     @classmethod
     def _feedback(cls, value: str) -> str:
         from dlmpo.optimizer.registry import FEEDBACK
 
-        if value not in FEEDBACK:
-            raise ValueError(f"unknown feedback '{value}': use {', '.join(FEEDBACK)}")
-        return value
+        return _one_of(value, FEEDBACK, "feedback")
 
     @field_validator("readability_nll", mode="before")
     @classmethod
@@ -129,9 +131,7 @@ class OptimizeSettings(BaseModel):
     def _alg(cls, value: str) -> str:
         from dlmpo.dlm.sampler import ALGS
 
-        if value not in ALGS:
-            raise ValueError(f"unknown remasking rule '{value}': use {', '.join(ALGS)}")
-        return value
+        return _one_of(value, ALGS, "remasking rule")
 
     @field_validator("device")
     @classmethod
