@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable
 
 # the canvas shows traces as "[1] User: …", "Assistant: …", "Score: …", "Feedback: …" lines; a
@@ -13,6 +14,12 @@ TRACE_MARKUP = re.compile(r"\[\d+\] User:|^\s*\[\d+\] |^\s*(?:Assistant|Score|Fe
 
 def _words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9']+", text.lower())
+
+
+@lru_cache(maxsize=512)  # a round's inputs and the task's own text are checked against every candidate
+def _word_grams(text: str, n: int) -> frozenset[tuple[str, ...]]:
+    words = _words(text)
+    return frozenset(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
 
 
 @dataclass
@@ -56,6 +63,5 @@ class PromptGuard:
         copied = [gram for gram, count in seen.items() if count == 1]
         return " ".join(min(copied)) if copied else None
 
-    def _grams(self, text: str) -> set[tuple[str, ...]]:
-        words, n = _words(text), self.copy_ngram
-        return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+    def _grams(self, text: str) -> frozenset[tuple[str, ...]]:
+        return _word_grams(text, self.copy_ngram)

@@ -253,17 +253,18 @@ class Optimizer:
         proposals = await proposer.propose(incumbent, context, s.candidates, r, avoid=frozenset(self._challenged))
         inc_mb = await session.evaluate(incumbent, screen, "screen", "incumbent", round_index=r)
         sources = [t.user for t in traces.traces]
+        known = " ".join(sources)
         candidates: list[CandidateRecord] = []
         for i, p in enumerate(proposals):
             c = CandidateRecord(index=i, strategy=p.strategy, prompt=p.prompt, masked=p.masked, nfe=p.nfe, draws=p.draws,
                                 dlm_seconds=round(p.seconds, 3))
             c.rejected = p.failure or self.guard.reject_reason(p.prompt, incumbent, sources, self.own_text)
-            if c.rejected is None and self.gate is not None:
-                c.rejected = self.gate.reject_reason(p.prompt, incumbent, " ".join(sources))
             if c.rejected is None and any(other.prompt == p.prompt for other in candidates):
                 c.rejected = "duplicate of another candidate"
             if c.rejected is None and prompt_key(p.prompt) in self._challenged:
                 c.rejected = f"challenged on val in round {self._challenged[prompt_key(p.prompt)]}"
+            if c.rejected is None and self.gate is not None:  # last of the checks: it may run a model
+                c.rejected = self.gate.reject_reason(p.prompt, incumbent, known)
             if c.rejected is None:
                 res = await session.evaluate(p.prompt, screen, "screen", "candidate", round_index=r, log=False)
                 c.minibatch = round(res.score, 4)

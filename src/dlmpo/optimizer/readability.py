@@ -128,8 +128,6 @@ class ReadabilityGate:
     labels: list[str] = field(default_factory=list)
     max_nll: float | None = None
     span_nll: SpanNLL | None = None  # loaded on first use when max_nll is set
-    rejected: int = 0
-    checked: int = 0
 
     def load(self) -> SpanNLL | None:
         """What the gate reads with, loaded once: the word list, and the embedded SmolLM2 when
@@ -145,10 +143,7 @@ class ReadabilityGate:
         spans = changed_spans(candidate, incumbent)
         if not spans:
             return None
-        self.checked += 1
-        reason = self._reason(candidate, incumbent, spans, known_text)
-        self.rejected += reason is not None
-        return reason
+        return self._reason(candidate, incumbent, spans, known_text)
 
     def _reason(self, candidate, incumbent, spans, known_text) -> str | None:
         known = {w.lower() for w in WORD.findall(" ".join([incumbent, known_text, *self.labels]))}
