@@ -323,6 +323,14 @@ def test_usage_and_value_errors_are_one_sentence(tmp_path, args, fragment):
     assert_one_sentence(dlmpo(*args, cwd=tmp_path), fragment)
 
 
+def test_train_out_naming_a_file_is_one_sentence(tmp_path):
+    (tmp_path / "rows.jsonl").write_text('{"prompt": "Route the ticket."}\n')
+    (tmp_path / "taken").write_text("a finished result")
+    result = dlmpo("train", "--dlm", "tiny-random:dream", "--data", "rows.jsonl", "--out", "taken", cwd=tmp_path)
+    assert_one_sentence(result, "is a file")
+    assert (tmp_path / "taken").read_text() == "a finished result"
+
+
 def test_files_of_the_wrong_kind(tmp_path, data_dir):
     (tmp_path / "list.json").write_text("[1, 2]")
     (tmp_path / "opt.toml").write_text('optimize = "fast"\n')

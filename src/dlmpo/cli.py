@@ -17,6 +17,7 @@ from dlmpo.console import Bars, Output, run_command
 from dlmpo.dlm.sampler import SAMPLER_HELP, SamplerConfig
 from dlmpo.files import read_prompt
 from dlmpo.optimizer.settings import OptimizeSettings
+from dlmpo.optimizers import optimizers
 from dlmpo.train.trainer import HELP as TRAIN_HELP
 from dlmpo.train.trainer import TrainConfig
 
@@ -141,7 +142,7 @@ def train_command(
 @app.command("compare")
 @with_options(OptimizeSettings, overrides=True, only=RUN_SETTINGS)
 def compare_command(
-    optimizers: str = typer.Option("dlm,ar,textgrad,gepa", help="Comma-separated: dlm, ar, textgrad, gepa, mipro."),
+    optimizers: str = typer.Option("dlm,ar,textgrad,gepa", help=f"Comma-separated: {', '.join(optimizers())}."),
     seeds: int = typer.Option(3, min=1, help="Runs per optimizer (seeds 0..n-1)."),
     out: Path = typer.Option(Path("runs/compare"), help="Folder of the comparison (one run directory per optimizer and seed)."),
     config: Optional[Path] = CONFIG_OPT,

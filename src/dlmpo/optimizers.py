@@ -4,11 +4,11 @@ one line here; a new proposer registers in `optimizer.proposers.PROPOSERS` and a
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from dlmpo.errors import UserError
+from dlmpo.optimizer.registry import load
 
 
 @dataclass(frozen=True)
@@ -20,16 +20,11 @@ class OptimizerEntry:
 
     @property
     def run(self) -> Callable[..., Awaitable] | None:
-        return _load(self.run_path) if self.run_path else None
+        return load(self.run_path) if self.run_path else None
 
     @property
     def require(self) -> Callable[[], None] | None:
-        return _load(self.require_path) if self.require_path else None
-
-
-def _load(path: str):
-    module, name = path.split(":")
-    return getattr(importlib.import_module(module), name)
+        return load(self.require_path) if self.require_path else None
 
 
 PEERS = {

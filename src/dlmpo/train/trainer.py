@@ -31,7 +31,7 @@ from dlmpo.dlm.adapter import MASK_ROW, add_lora, attention_kind, configure_for,
 from dlmpo.dlm.base import NativeDLM
 from dlmpo.dlm.modeling import attention_pattern
 from dlmpo.errors import UserError
-from dlmpo.files import end_cut_line, load_torch, read_json
+from dlmpo.files import check_out_dir, end_cut_line, load_torch, read_json
 from dlmpo.train.data import Encoded, collate, encode_rows, read_rows
 from dlmpo.train.objective import MASKINGS, apply_masks, loss_rows, maskable, masked_loss
 
@@ -236,7 +236,7 @@ class Trainer:
         self.on_log = on_log or (lambda e: None)
 
     def _bind(self) -> None:
-        self.out.mkdir(parents=True, exist_ok=True)
+        check_out_dir(self.out)
         path = self.out / "train_config.json"
         if path.exists():
             saved = read_json(path, "Training config")
