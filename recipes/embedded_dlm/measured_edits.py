@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import random
 import re
 import time
@@ -43,20 +42,13 @@ from dlmpo.lm.spec import open_target
 from dlmpo.optimizer.ar_proposer import ARProposer
 from dlmpo.optimizer.guards import TRACE_MARKUP
 from dlmpo.optimizer.readability import READABILITY_NLL, ReadabilityGate
+from dlmpo.optimizer.selection import paired, sign_test
 from dlmpo.optimizer.strategies import HEADING
 
 STOPWORDS = set("""a an the and or but if of to in on at for with by from as is are was were be been being it its this
 that these those i you he she we they me him her us them my your his our their not no do does did so than then there
 here what which who whom whose when where why how all any some each very can will just into about over after before
 also more most such only own same other too s t""".split())
-
-
-def sign_p(wins: int, losses: int) -> float:
-    """One-sided sign test: the chance of at least `wins` wins in wins + losses fair coin flips."""
-    n = wins + losses
-    if n == 0:
-        return 1.0
-    return sum(math.comb(n, k) for k in range(wins, n + 1)) / 2 ** n
 
 
 def with_edit(incumbent: str, edit: str) -> str:
@@ -154,7 +146,7 @@ async def measure(task_name, task, model, incumbent, args, rng, dlm, log) -> lis
         for p in await writer.propose(incumbent, context_of(shown), args.ar_samples, c + 1):
             if not p.failure and added(p.prompt, incumbent):
                 edits.setdefault(added(p.prompt, incumbent), "ar")
-        for g in rng.sample(GENERIC_GUIDANCE, 2):
+        for g in rng.sample(GUIDANCE, 2):  # generic: written for no task
             edits.setdefault(g, "generic")
         if dlm is not None:
             for e in await dlm_edits(dlm, incumbent, context_of(shown), args.dlm_samples, args.seed * 100 + c):
@@ -164,11 +156,10 @@ async def measure(task_name, task, model, incumbent, args, rng, dlm, log) -> lis
     for edit, source in edits.items():
         prompt = with_edit(incumbent, edit)
         res = await evaluate(task, model, prompt, scored_rows)
-        wins = sum(a > b for a, b in zip((t.score for t in res.traces), base_scores))
-        losses = sum(a < b for a, b in zip((t.score for t in res.traces), base_scores))
-        kept = wins - losses >= args.min_net and sign_p(wins, losses) <= args.max_p
+        wins, losses = paired([t.score for t in res.traces], base_scores)
+        kept = wins - losses >= args.min_net and sign_test(wins, losses) <= args.max_p
         row = {"task": task_name, "incumbent": incumbent, "edit": edit, "source": source, "wins": wins,
-               "losses": losses, "n": len(scored_rows), "p": round(sign_p(wins, losses), 4), "kept": kept,
+               "losses": losses, "n": len(scored_rows), "p": round(sign_test(wins, losses), 4), "kept": kept,
                "incumbent_score": base.score, "score": res.score}
         results.append(row)
         log.write(json.dumps(row) + "\n")
@@ -183,28 +174,27 @@ async def collect(out: Path, tasks: dict, model, args) -> None:
     improved prompt."""
     rows = [json.loads(line) for line in (out / "measured.jsonl").read_text().splitlines() if line.strip()]
     kept = [r for r in rows if r["kept"] and r["task"] in tasks]
+    gates = {name: ReadabilityGate(list(task.labels), READABILITY_NLL) for name, task in tasks.items()}
+    pools: dict[tuple[str, str], list] = {}
     written = unreadable = 0
     with (out / "edits.jsonl").open("w") as f:
         for r in kept:
             task = tasks[r["task"]]
             prompt = with_edit(r["incumbent"], r["edit"])
-            if TRACE_MARKUP.search(r["edit"]) or ReadabilityGate(list(task.labels), READABILITY_NLL).reject_reason(
-                    prompt, r["incumbent"]):
+            if TRACE_MARKUP.search(r["edit"]) or gates[r["task"]].reject_reason(prompt, r["incumbent"]):
                 unreadable += 1
                 continue
-            _, trace_rows = split_rows(task, args, random.Random(f"{args.seed}:{r['task']}:{r['incumbent']}"))
-            pool = await evaluate(task, model, r["incumbent"], trace_rows)
+            key = (r["task"], r["incumbent"])
+            if key not in pools:
+                _, trace_rows = split_rows(task, args, random.Random(f"{args.seed}:{r['task']}:{r['incumbent']}"))
+                pools[key] = (await evaluate(task, model, r["incumbent"], trace_rows)).traces
             rng = random.Random(f"{args.seed}:{r['task']}:{r['incumbent']}:{r['edit']}:views")
             for _ in range(args.views):
-                view = [c.__dict__ for c in context_of(canvas(pool.traces, rng, args.context))]
+                view = [c.__dict__ for c in context_of(canvas(pools[key], rng, args.context))]
                 f.write(json.dumps({"prompt": prompt, "context": view, "task": r["task"], "source": r["source"]}) + "\n")
                 written += 1
     print(f"{out / 'edits.jsonl'}: {written} canvases from {len(kept) - unreadable} kept edits "
           f"({unreadable} kept edits failed the readability gate or wrote traces, of {len(rows)} measured)")
-
-
-# generic: written for no task; the stage-1 sentences that speak of reviews' praise or sarcasm are left out
-GENERIC_GUIDANCE = [g for g in GUIDANCE if not re.search(r"praise|sarcasm", g, re.I)]
 
 
 async def main_async(args):
