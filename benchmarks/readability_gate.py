@@ -31,14 +31,13 @@ CALIBRATION = json.loads((ROOT / "benchmarks" / "readability_calibration.json").
 GUIDANCE, RECITALS = CALIBRATION["guidance"], CALIBRATION["recitals"]
 
 
-def judge(gate, scorer, seed, text):
+def judge(labels, scorer, seed, text):
+    """The added text's perplexity (one forward), the rules' verdict alone, and the whole gate's."""
     candidate = f"{seed}\n\n{HEADING}\n{text}"
-    spans = changed_spans(candidate, seed)
-    gate.max_nll = None
-    rule = gate.reject_reason(candidate, seed)
-    gate.max_nll = READABILITY_NLL
-    return {"text": text, "nll": round(scorer.span_nll(candidate, spans), 3), "rule": rule,
-            "verdict": gate.reject_reason(candidate, seed)}
+    nll = scorer.span_nll(candidate, changed_spans(candidate, seed))
+    rule = ReadabilityGate(labels, None).reject_reason(candidate, seed)
+    verdict = ReadabilityGate(labels, READABILITY_NLL, span_nll=lambda *_: nll).reject_reason(candidate, seed)
+    return {"text": text, "nll": round(nll, 3), "rule": rule, "verdict": verdict}
 
 
 def main() -> None:
@@ -50,15 +49,14 @@ def main() -> None:
     rows = {"pass": [], "fail": [], "infills": []}
     for name in ("mrpc", "snli", "sst2"):
         task = get_task(name, args.data_dir)
-        gate = ReadabilityGate(list(task.labels), span_nll=scorer.span_nll)
-        rows["pass"] += [{"task": name, **judge(gate, scorer, task.seed_prompt, t)} for t in GUIDANCE]
+        labels = list(task.labels)
+        rows["pass"] += [{"task": name, **judge(labels, scorer, task.seed_prompt, t)} for t in GUIDANCE]
         if name == "sst2":
-            rows["fail"] += [{"task": name, **judge(gate, scorer, task.seed_prompt, t)} for t in RECITALS]
+            rows["fail"] += [{"task": name, **judge(labels, scorer, task.seed_prompt, t)} for t in RECITALS]
     infills = json.loads((ROOT / "benchmarks" / "results" / "embedded_dlm.json").read_text())["infills"]["embedded"]
-    gate = ReadabilityGate([], span_nll=scorer.span_nll)
     for r in infills:
         seed = r["prompt"].split(HEADING)[0].strip()
-        rows["infills"].append(judge(gate, scorer, seed, r["infill"].strip()))
+        rows["infills"].append(judge([], scorer, seed, r["infill"].strip()))
     most_pass = max(r["nll"] for r in rows["pass"])
     least_fail = min((r["nll"] for r in rows["fail"] if r["rule"] is None), default=None)
     summary = {"threshold": READABILITY_NLL, "max_pass_nll": most_pass, "min_fail_nll_without_rule": least_fail,
