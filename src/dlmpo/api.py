@@ -315,23 +315,12 @@ def train(cfg, *, on_log: Callable[[dict], None] | None = None, on_progress: Pro
         what, step, total, f"loss {last['loss']:.3f} acc {last['masked_acc']:.3f}"))
 
 
-def allow_unisolated(allowed: bool) -> None:
-    """The opt-in of this process's sandbox (`DLMPO_ALLOW_UNISOLATED_CODE`): DDPT's scoring reads it."""
-    if allowed:
-        import os
-
-        from dlmpo.code.sandbox import OPT_IN_ENV
-
-        os.environ[OPT_IN_ENV] = "1"
-
-
 def ddpt_train(cfg, out: str | Path, *, device: str | None = None, on_event=None, on_progress: Progress = _quiet,
                on_note: Note = _quiet, on_start: Callable[[], None] | None = None, allow_unisolated_code: bool = False):
     """A DDPT run (`ddpt.DDPTConfig`) in `out`, resumable; returns its `DDPTResult`."""
     from dlmpo.ddpt.run import DDPTRun
 
-    allow_unisolated(allow_unisolated_code)
-    run = DDPTRun(cfg, out, device=device, on_event=on_event,
+    run = DDPTRun(cfg, out, device=device, on_event=on_event, allow_unisolated=allow_unisolated_code,
                   on_progress=lambda stage, done, total, status: on_progress(stage, done, total, status))
     for note in run.notes:
         on_note(note)
@@ -384,14 +373,13 @@ def score_soft_prompt(spec: str, *, task: str, split: str, target: str, limit: i
     from dlmpo.ddpt.whitebox import require_white_box
     from dlmpo.files import check_out_dir
 
-    allow_unisolated(allow_unisolated_code)
     require_white_box(target)
     out = check_out_dir(out) if out is not None else None
     if not is_code_task(task):
         raise UserError("--soft-prompt needs a code task: humaneval, mbpp, codealpaca, conala or a .jsonl of problems.")
     run_dir, variant = parse_soft_prompt(spec)
     splits = load_code_problems(task)  # a bad task fails before the model loads
-    trained = TrainedSoftPrompt(run_dir)
+    trained = TrainedSoftPrompt(run_dir, allow_unisolated=allow_unisolated_code)
     if trained.cfg.target != target:
         raise UserError(f"The soft prompts in {run_dir} were trained on {trained.cfg.target}: pass --target {trained.cfg.target}.")
     if task == trained.cfg.task and trained.cfg.split_seed != 0:

@@ -81,6 +81,21 @@ def test_no_isolating_backend_refuses_unless_opted_in(monkeypatch):
     assert os.environ[sandbox.OPT_IN_ENV] == "1"
 
 
+def test_ddpt_refuses_before_training_and_its_opt_in_stays_its_own(monkeypatch, tmp_path):
+    from dlmpo.code import sandbox
+    from dlmpo.ddpt.config import DDPTConfig
+    from dlmpo.ddpt.run import DDPTRun
+
+    monkeypatch.setattr(sandbox.BACKENDS["bwrap"], "unavailable", lambda: "bwrap missing (test)")
+    monkeypatch.delenv(sandbox.OPT_IN_ENV, raising=False)
+    with pytest.raises(UserError, match="--allow-unisolated-code"):
+        DDPTRun(DDPTConfig(), tmp_path / "a")
+    assert DDPTRun(DDPTConfig(), tmp_path / "b", allow_unisolated=True).limits.allow_unisolated
+    assert sandbox.OPT_IN_ENV not in os.environ  # the opt-in of one run does not leak into the process
+    with pytest.raises(UserError, match="--allow-unisolated-code"):
+        choose_backend(LIMITS)
+
+
 def test_the_opt_in_reaches_code_tasks_from_the_api_settings_and_cli(tmp_path):
     import json
 

@@ -27,7 +27,7 @@ from typing import Any, Callable
 import torch
 
 from dlmpo.code.problems import CodeProblem, load_code_problems
-from dlmpo.code.sandbox import SandboxLimits
+from dlmpo.code.sandbox import SandboxLimits, choose_backend
 from dlmpo.ddpt.conditions import CONDITIONS, condition_prefixes
 from dlmpo.ddpt.config import DDPTConfig
 from dlmpo.ddpt.denoiser_training import DenoiserSettings, train_denoiser
@@ -112,10 +112,13 @@ class DDPTResult:
 
 class DDPTRun:
     def __init__(self, cfg: DDPTConfig, run_dir: str | Path, *, device: str | None = None,
-                 on_event: Callable[[dict], None] | None = None, on_progress: Progress | None = None):
+                 on_event: Callable[[dict], None] | None = None, on_progress: Progress | None = None,
+                 allow_unisolated: bool = False):
         self.cfg = cfg.validate()
         require_white_box(cfg.target)  # before any data is read
         self.splits = load_code_problems(cfg.task, cfg.split_seed)
+        self.limits = SandboxLimits(cfg.timeout_s, cfg.memory_mb, allow_unisolated=allow_unisolated)
+        choose_backend(self.limits)  # no sandbox allowed here: an error now, not after training
         self.dir = RunDir(run_dir)
         self.path = self.dir.path
         self.device = device
@@ -262,7 +265,7 @@ class DDPTRun:
         cfg, path = self.cfg, self.path / "test.json"
         scores = read_json(path, "DDPT scores") if path.is_file() else {}
         settings = GenerationSettings(cfg.max_new_tokens, cfg.samples, cfg.temperature, cfg.seed,
-                                      SandboxLimits(cfg.timeout_s, cfg.memory_mb))
+                                      self.limits)
         (self.path / "generations").mkdir(exist_ok=True)
         for name in conditions_of(cfg.method):
             if name in scores:

@@ -30,8 +30,9 @@ def parse_soft_prompt(spec: str) -> tuple[Path, str | None]:
 
 
 class TrainedSoftPrompt:
-    def __init__(self, run_dir: str | Path, device: str | None = None):
+    def __init__(self, run_dir: str | Path, device: str | None = None, allow_unisolated: bool = False):
         self.path = Path(run_dir)
+        self.allow_unisolated = allow_unisolated
         config = self.path / "config.json"
         if not self.path.is_dir() or not config.exists() or not (self.path / "space.pt").exists():
             raise UserError(f"{self.path} holds no DDPT run: train one with `dlmpo ddpt train --out {self.path}`.")
@@ -77,7 +78,7 @@ class TrainedSoftPrompt:
               on_progress=None) -> ConditionScore:
         cfg = self.cfg
         settings = GenerationSettings(max_new_tokens or cfg.max_new_tokens, cfg.samples, cfg.temperature, seed,
-                                      SandboxLimits(cfg.timeout_s, cfg.memory_mb))
+                                      SandboxLimits(cfg.timeout_s, cfg.memory_mb, allow_unisolated=self.allow_unisolated))
         return score_condition(self.lm, problems, self.prefixes(variant, problems, seed), settings, on_progress)
 
     def units(self, problems: list[CodeProblem]) -> int:
