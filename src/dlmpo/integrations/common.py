@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import threading
-from typing import Any
+from typing import Any, Sequence
 
 from dlmpo.dlm import ContextItem
 from dlmpo.errors import UserError
@@ -53,9 +53,10 @@ class DLMWriter:
     """The DLM proposer of `dlmpo optimize` (mask strategy + infill conditioned on traces, repeats
     drawn again) and its readability gate, for callers outside the loop. `settings` are any
     OptimizeSettings fields (dlm, adapter, strategy, mask_tokens, steps, temperature, seed, device,
-    readability, readability_nll, ...); the rest keep the optimizer's defaults."""
+    readability, readability_nll, ...); the rest keep the optimizer's defaults. `labels`, when the
+    task has them, let the gate catch answers that contradict each other."""
 
-    def __init__(self, dlm: str = "embedded", **settings: Any):
+    def __init__(self, dlm: str = "embedded", *, labels: Sequence[str] = (), **settings: Any):
         from pydantic import ValidationError
 
         from dlmpo.optimizer.registry import PROPOSERS
@@ -71,7 +72,7 @@ class DLMWriter:
         if self.settings.readability:
             from dlmpo.optimizer.readability import ReadabilityGate
 
-            self.gate = ReadabilityGate(max_nll=self.settings.readability_nll)
+            self.gate = ReadabilityGate(list(labels), self.settings.readability_nll)
         self.rounds = 0
         self.rejected: list[tuple[str, str]] = []  # (candidate, reason) the gate turned away
 

@@ -68,7 +68,7 @@ async def run_gepa(settings: OptimizeSettings, out: str | Path, on_event=None, *
                                    trajectories=result.traces if capture_traces else None)
 
         def make_reflective_dataset(self, candidate, eval_batch, components_to_update):
-            rows = [{"Inputs": t.user, "Generated Outputs": t.output, "Feedback": f"Score {t.score:g}. {t.feedback}"}
+            rows = [{"Inputs": t.user, "Generated Outputs": t.output, "Score": t.score, "Feedback": t.feedback}
                     for t in eval_batch.trajectories or []]
             return {c: rows for c in components_to_update}
 
@@ -98,12 +98,11 @@ async def run_gepa(settings: OptimizeSettings, out: str | Path, on_event=None, *
 
     proposer = None
     if dlm:  # the DLM writes GEPA's edits; the reflection model is not called
+        from dlmpo.integrations.common import DLMWriter
         from dlmpo.integrations.gepa import dlm_proposer
 
-        fields = ("adapter", "strategy", "mask_tokens", "span_ratio", "span_length", "steps", "alg", "alg_temp",
-                  "temperature", "top_p", "top_k", "block_length", "threshold", "kv_refresh", "schedule", "device",
-                  "readability", "readability_nll", "seed")
-        proposer = dlm_proposer(s.dlm, context_traces=s.context_traces, **{f: getattr(s, f) for f in fields})
+        writer_of_edits = DLMWriter(labels=task.labels or (), **s.model_dump())  # the run's own DLM settings
+        proposer = dlm_proposer(context_traces=s.context_traces, writer=writer_of_edits)
 
     def optimize():
         return gepa.optimize(seed_candidate={COMPONENT: opt.seed_prompt}, trainset=list(opt.train_pool),
