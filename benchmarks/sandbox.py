@@ -45,6 +45,7 @@ def main() -> None:
                   {**os.environ, ENV_NAME: SECRET})
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--note", default="", help="what else ran on the machine, recorded with the timings")
     args = parser.parse_args()
     group = open_group(2**30, 64)
     cgroup = f"v{group.version}: {', '.join(group.caps)}" if group else "none"
@@ -72,12 +73,12 @@ def main() -> None:
         print(f"{r['attack'].ljust(width)}  {r['old'].ljust(7)}  {r['new']}")
     print(f"\ntrivial passing program, median of {args.runs}: old {old_t['median_ms']} ms, new {new_t['median_ms']} ms "
           f"(p90 {old_t['p90_ms']} / {new_t['p90_ms']} ms); cgroup {cgroup}; uid {os.geteuid()}; "
-          f"CPUs {os.cpu_count()} (shared with a background job)")
+          f"CPUs {os.cpu_count()}{f' ({args.note})' if args.note else ''}")
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / "sandbox.json"
     path.write_text(json.dumps({"attacks": rows, "timing": {"old": old_t, "new": new_t}, "cgroup": cgroup,
                                 "euid": os.geteuid(), "cpus": os.cpu_count(),
-                                "note": "2-core machine shared with a background job"}, indent=2))
+                                "note": args.note}, indent=2))
     print(f"written {path}")
 
 

@@ -44,13 +44,14 @@ SANDBOX_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME"
 CHECK = ["/bin/true"]
 
 
-def _interpreter() -> tuple[str, list[str]]:
-    """The interpreter to run and the folders it needs (its prefixes, bound read-only in place)."""
+@lru_cache(maxsize=1)
+def _interpreter_prefixes() -> tuple[str, ...]:
+    """The folders the interpreter needs (its prefixes, bound read-only in place); fixed per process."""
     exe = os.path.realpath(sys.executable)
     needed = {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix), os.path.dirname(os.path.dirname(exe))}
     needed = {p for p in needed if p not in ("/", "/usr")
               and not any(p != q and p.startswith(q.rstrip("/") + "/") for q in needed)}
-    return sys.executable, sorted(needed)
+    return tuple(sorted(needed))
 
 
 @lru_cache(maxsize=1)
@@ -76,7 +77,7 @@ def _probe() -> str | None:
 def _command(bwrap: str, uid: int | None, cpu_s: int, memory_mb: int, file_mb: int, disk_mb: int,
              processes: int, program: str | None) -> list[str]:
     root = os.geteuid() == 0
-    _, prefixes = _interpreter()
+    prefixes = _interpreter_prefixes()
     cmd = [bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
            "--die-with-parent", "--new-session", "--clearenv", "--hostname", "sandbox"]
     if root:  # root makes the namespaces itself; setpriv (inside) drops to the run's own uid
