@@ -110,6 +110,10 @@ def test_the_loop_rejects_unreadable_candidates_before_any_target_call(tmp_path,
     write_report(tmp_path / "run")
     assert "Readability gate: rejected 1 of 2 candidates (50%)" in (tmp_path / "run" / "report.md").read_text()
 
+    off = settings.model_copy(update={"readability": False})  # what --no-readability sets
+    result = asyncio.run(Optimizer(off, tmp_path / "off", proposer=ListProposer(prompts)).run())
+    assert all(c.rejected is None and c.minibatch is not None for c in result.rounds[0].candidates)
+
 
 def test_the_gate_can_be_switched_off_from_the_command_line():
     out = subprocess.run([sys.executable, "-m", "dlmpo.cli", "optimize", "--help"], capture_output=True, text=True,
