@@ -104,7 +104,9 @@ async def run_optimizer_async(settings: OptimizeSettings, out: str | Path | None
         else:
             result = await entry.run(settings, run_dir, on_event)
     if report:
-        write_report(run_dir)
+        from dlmpo.report.render import write_report as render
+
+        render(run_dir, result)
     return result
 
 
@@ -115,10 +117,11 @@ def run_optimizer(settings: OptimizeSettings, out: str | Path | None = None, **k
 
 def write_report(run_dir: str | Path) -> tuple[dict[str, Path], OptimizeResult]:
     """(Re)write report.md, report.html and scores.png of a run directory; its paths and result."""
+    from dlmpo.report.render import load_finished
     from dlmpo.report.render import write_report as render
 
-    paths = render(run_dir)
-    return paths, OptimizeResult.load(run_dir)
+    result = load_finished(run_dir)
+    return render(run_dir, result), result
 
 
 # ---------------------------------------------------------------- evaluate, infill

@@ -138,11 +138,17 @@ stopped by: {esc(result.stop_reason)}. {result.calls} target calls, ${result.usa
 """
 
 
-def write_report(run_dir: str | Path) -> dict[str, Path]:
+def load_finished(run_dir: str | Path) -> OptimizeResult:
     run_dir = Path(run_dir)
     if not (run_dir / "result.json").is_file():
         raise UserError(f"{run_dir} holds no finished run (no result.json): run or resume `dlmpo optimize` first.")
-    result = OptimizeResult.load(run_dir)
+    return OptimizeResult.load(run_dir)
+
+
+def write_report(run_dir: str | Path, result: OptimizeResult | None = None) -> dict[str, Path]:
+    """report.md, report.html and scores.png of a finished run (its result, read when not given)."""
+    run_dir = Path(run_dir)
+    result = result or load_finished(run_dir)
     plot = plot_rounds(result, run_dir / "scores.png")
     md = run_dir / "report.md"
     md.write_text(render_markdown(result, plot.name), encoding="utf-8")
