@@ -130,7 +130,7 @@ def test_eval_out_that_is_a_file_fails_before_the_evaluation(tmp_path, data_dir)
 
 
 def test_out_helpers(tmp_path):
-    from dlmpo.files import check_out_dir, check_out_file, write_text_atomic
+    from dlmpo.files import atomic_write, check_out_dir, check_out_file
 
     (tmp_path / "f").write_text("x")
     with pytest.raises(UserError, match="is a file"):
@@ -140,8 +140,23 @@ def test_out_helpers(tmp_path):
     with pytest.raises(UserError, match="is a folder"):
         check_out_file(tmp_path)
     assert check_out_dir(tmp_path / "new" / "dir").is_dir()
-    write_text_atomic(tmp_path / "s.json", "{}")
+    atomic_write(tmp_path / "s.json", "{}")
     assert (tmp_path / "s.json").read_text() == "{}" and not list(tmp_path.glob("*.tmp"))
+
+
+def test_an_atomic_write_that_fails_leaves_the_old_file_and_no_staging(tmp_path):
+    from dlmpo.files import atomic_path, atomic_write, save_torch
+
+    atomic_write(tmp_path / "w.bin", b"\x00old")
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "w.bin") as staging:
+        staging.write_bytes(b"half")
+        raise RuntimeError("killed mid-write")
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "folder") as staging:
+        (staging / "sub").mkdir(parents=True)
+        raise RuntimeError("killed mid-write")
+    assert (tmp_path / "w.bin").read_bytes() == b"\x00old" and not (tmp_path / "folder").exists()
+    save_torch({"step": 3}, tmp_path / "c.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt", "w.bin"]
 
 
 # ------------------------------------------------------------------ a torn events.jsonl

@@ -6,12 +6,10 @@ converted copy in the cache directory loads in about a second."""
 from __future__ import annotations
 
 import importlib.util
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from dlmpo.errors import UserError
+from dlmpo.files import atomic_path
 from dlmpo.paths import cache_dir
 
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
@@ -33,7 +31,7 @@ def _gguf_file() -> Path:
 def embedded_model_dir() -> Path:
     """The safetensors copy of SmolLM2-135M-Instruct, converting it on first use."""
     target = cache_dir() / "models" / "smollm2-135m-instruct"
-    if (target / "model.safetensors").is_file() and (target / "tokenizer.json").is_file():
+    if _converted(target):
         return target
     gguf = _gguf_file()
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
@@ -45,11 +43,15 @@ def embedded_model_dir() -> Path:
     model = LlamaForCausalLM(LlamaConfig(**settings))
     model.load_state_dict(quantized.state_dict())
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
     try:
-        os.replace(staging, target)  # atomic: a concurrent conversion leaves one complete copy
+        with atomic_path(target) as staging:
+            model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
     except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
+        if not _converted(target):  # else a concurrent conversion moved its complete copy in first
+            raise
     return target
+
+
+def _converted(folder: Path) -> bool:
+    return (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()

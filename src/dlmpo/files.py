@@ -1,13 +1,17 @@
 """Reading the user's files and checking where results go, with one-sentence errors that name the
 file (and the line): a missing file, a folder given as a file, a file that cannot be read, text that
-is not UTF-8, JSON that does not parse or holds the wrong type, a torch file that is cut or not ours."""
+is not UTF-8, JSON that does not parse or holds the wrong type, a torch file that is cut or not ours.
+Writing: whole files through a rename (`atomic_write`, `save_torch`), logs one flushed line at a time."""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from dlmpo.errors import DataError, UserError
 
@@ -108,12 +112,38 @@ def check_out_file(path: str | Path, what: str = "--out") -> Path:
     return path
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write through a temporary file and a rename: a kill never leaves half a file."""
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A fresh path beside `path` to write a file or a folder to, moved onto `path` when the block
+    ends without error and removed when it fails: a kill never leaves half a file where a whole one
+    is expected. Each use has its own name, so concurrent writers of one path never share it."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    staging = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        yield staging
+        os.replace(staging, path)
+    finally:
+        if staging.is_dir():
+            shutil.rmtree(staging, ignore_errors=True)
+        else:
+            staging.unlink(missing_ok=True)
+
+
+def atomic_write(path: str | Path, data: str | bytes) -> None:
+    """Write a whole file (text as UTF-8) through `atomic_path`."""
+    with atomic_path(path) as staging:
+        staging.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+
+
+write_text_atomic = atomic_write  # the old name, still imported by optimizer/result.py and api.py
+
+
+def save_torch(obj: Any, path: str | Path) -> None:
+    """torch.save through `atomic_path`: the counterpart of `load_torch`."""
+    import torch
+
+    with atomic_path(path) as staging:
+        torch.save(obj, staging)
 
 
 def end_cut_line(path: str | Path) -> bool:

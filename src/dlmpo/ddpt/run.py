@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from dlmpo.ddpt.scoring import GenerationSettings, progress_units, score_conditi
 from dlmpo.ddpt.soft_prompt import SoftPromptSpace
 from dlmpo.ddpt.whitebox import WhiteBoxLM, require_white_box
 from dlmpo.errors import UserError
-from dlmpo.files import load_torch, read_json
+from dlmpo.files import atomic_write, load_torch, read_json, save_torch
 from dlmpo.runs.rundir import RunDir
 
 STAGE_FILES = ("features", "prompt_tuning", "directions", "denoiser")
@@ -48,16 +47,8 @@ def derive_seed(seed: int, *parts: Any) -> int:
     return int.from_bytes(hashlib.sha1(repr((seed, *parts)).encode()).digest()[:4], "big")
 
 
-def save_torch(obj: Any, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)  # a kill never leaves half a file where a finished stage is expected
-
-
 def write_json(obj: Any, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(obj, indent=2, ensure_ascii=False))
 
 
 def load_space(lm: WhiteBoxLM, cfg: DDPTConfig, run_dir: Path) -> SoftPromptSpace:

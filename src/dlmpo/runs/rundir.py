@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dlmpo.errors import UserError
-from dlmpo.files import append_line, check_out_dir, read_json, write_text_atomic
+from dlmpo.files import append_line, atomic_write, check_out_dir, read_json
 
 
 class RunDir:
@@ -41,9 +41,9 @@ class RunDir:
                     "use a new --out, or the same settings to resume it."
                 )
             if saved.get("settings") != full:  # a continuation with more rounds or budget
-                write_text_atomic(self.config_file, json.dumps({"identity": identity, "settings": full}, indent=2))
+                atomic_write(self.config_file, json.dumps({"identity": identity, "settings": full}, indent=2))
             return True
-        write_text_atomic(self.config_file, json.dumps({"identity": identity, "settings": full}, indent=2))
+        atomic_write(self.config_file, json.dumps({"identity": identity, "settings": full}, indent=2))
         return False
 
     def saved_config(self) -> dict[str, Any]:
@@ -77,7 +77,7 @@ class RunDir:
         return out
 
     def write_best(self, prompt: str) -> None:
-        write_text_atomic(self.best_prompt_file, prompt + "\n")
+        atomic_write(self.best_prompt_file, prompt + "\n")
 
 
 def default_run_dir(identity: dict) -> Path:

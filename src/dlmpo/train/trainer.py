@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -31,7 +30,7 @@ from dlmpo.dlm.adapter import MASK_ROW, add_lora, attention_kind, configure_for,
 from dlmpo.dlm.base import NativeDLM
 from dlmpo.dlm.modeling import attention_pattern
 from dlmpo.errors import UserError
-from dlmpo.files import check_out_dir, end_cut_line, load_torch, read_json
+from dlmpo.files import check_out_dir, end_cut_line, load_torch, read_json, save_torch
 from dlmpo.train.data import Encoded, collate, encode_rows, read_rows
 from dlmpo.train.objective import MASKINGS, apply_masks, loss_rows, maskable, masked_loss
 
@@ -208,12 +207,6 @@ def evaluate_masked(dlm: DiffusionLM, examples: list[Encoded], *, on: str = "tar
     return {"loss": total_ce / max(total, 1), "accuracy": total_correct / max(total, 1), "tokens": int(total)}
 
 
-def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def _compact_optimizer(state: dict) -> dict:
     """Adam moments in bf16: a third of the checkpoint, at a precision the moments do not miss."""
     out = {"param_groups": state["param_groups"], "state": {}}
@@ -310,7 +303,7 @@ class Trainer:
             first_eval = held_out_eval()
 
         def save() -> None:
-            _save_atomic({"trainable": trainable_state(dlm, mask_row), "optimizer": _compact_optimizer(optim.state_dict()),
+            save_torch({"trainable": trainable_state(dlm, mask_row), "optimizer": _compact_optimizer(optim.state_dict()),
                           "schedule": schedule.state_dict(), "generator": gen.get_state(), "step": step,
                           "tokens_seen": tokens_seen}, ckpt)
 
