@@ -79,7 +79,7 @@ def run_command(command, argv: list[str] | None = None) -> None:
     except ImportError:  # pragma: no cover
         from click import exceptions as click
 
-    from dlmpo.errors import UserError
+    from dlmpo.errors import RunsFailed, UserError
     from dlmpo.printing import one_line, show_warning
 
     warnings.showwarning = show_warning
@@ -88,6 +88,9 @@ def run_command(command, argv: list[str] | None = None) -> None:
     except UserError as exc:
         print(f"error: {one_line(str(exc))}", file=sys.stderr)
         sys.exit(2)
+    except RunsFailed as exc:  # not the user's mistake, but one sentence all the same
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
+        sys.exit(1)
     except click.NoArgsIsHelpError as exc:  # `dlmpo`, `dlmpo tau`: the help, as before
         exc.show()
         sys.exit(2)

@@ -31,6 +31,11 @@ class FatalTargetError(UserError):
     """The target cannot be used at all (unreachable server, bad API key): stop early, clearly."""
 
 
+class RunsFailed(DlmpoError):
+    """Runs of a grid failed for a reason other than the user's input (a worker died once too often):
+    the CLI prints its one sentence and exits with code 1; the finished runs are kept."""
+
+
 class BudgetExceeded(DlmpoError):
     """An attempt would take the run past its call, token or dollar budget (`lm.budget.Budget`)."""
 

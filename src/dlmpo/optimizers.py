@@ -17,6 +17,16 @@ class OptimizerEntry:
     proposer: str = "dlm"  # the `proposer` setting of its runs
     run_path: str | None = None  # "module:function" of a peer, async (settings, out, on_event) -> OptimizeResult
     require_path: str | None = None  # "module:function" that says which package is missing, before any run
+    dlm_peer: bool = False  # a peer that writes with the DLM instead of the optimizer model
+
+    @property
+    def writes_with_dlm(self) -> bool:
+        """Whether its runs load the DLM (else the optimizer chat model writes their prompts)."""
+        if self.run_path:
+            return self.dlm_peer
+        from dlmpo.optimizer.registry import PROPOSERS
+
+        return not PROPOSERS[self.proposer].writer
 
     @property
     def run(self) -> Callable[..., Awaitable] | None:
@@ -31,7 +41,7 @@ PEERS = {
     "gepa": OptimizerEntry("gepa", run_path="dlmpo.peers.gepa_peer:run_gepa",
                            require_path="dlmpo.peers.gepa_peer:_require_gepa"),
     "gepa+dlm": OptimizerEntry("gepa+dlm", run_path="dlmpo.peers.gepa_peer:run_gepa_dlm",
-                               require_path="dlmpo.peers.gepa_peer:_require_gepa"),
+                               require_path="dlmpo.peers.gepa_peer:_require_gepa", dlm_peer=True),
     "mipro": OptimizerEntry("mipro", run_path="dlmpo.peers.mipro_peer:run_mipro",
                             require_path="dlmpo.peers.mipro_peer:_require_dspy"),
 }

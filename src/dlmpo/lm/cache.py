@@ -90,3 +90,18 @@ class CallCache:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def paid_calls(path: str | Path) -> int:
+    """Calls a run's cache counts as paid, every model together (what `totals` adds up), read
+    without writing: another process may be running the run. 0 for a cache not yet made."""
+    if not Path(path).is_file():
+        return 0
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        return sum(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                   for table in ("calls", "open_attempts", "failed_calls"))
+    except sqlite3.OperationalError:  # made, its tables not yet written
+        return 0
+    finally:
+        db.close()
