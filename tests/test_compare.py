@@ -56,7 +56,8 @@ def test_sweep_table_and_plot(data_dir, tmp_path):
 def test_comparison_mistakes_are_one_sentence(data_dir, tmp_path):
     for args in (["compare", "--optimizers", "dlm,miprov9", "--max-calls", "10"], ["compare", "--optimizers", "dlm"],
                  ["sweep", "--param", "task", "--values", "a"], ["sweep", "--param", "steps", "--values", "0", "--max-calls", "5"],
-                 ["compare", "--optimizers", "gepa", "--max-calls", "50", "--set", "feedback=judge", "--set", "judge=embedded"]):
+                 ["compare", "--optimizers", "gepa", "--max-calls", "50", "--set", "feedback=judge", "--set", "judge=embedded"],
+                 ["compare", "--tasks", "sst2,mrpc", "--task", "sst2", "--optimizers", "dlm", "--max-calls", "10"]):
         proc = dlmpo(*args, "--data-dir", str(data_dir), "--out", str(tmp_path))
         assert proc.returncode == 2 and proc.stderr.startswith("error:"), (args, proc.stderr)
 

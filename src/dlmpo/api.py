@@ -86,14 +86,11 @@ async def run_optimizer_async(settings: OptimizeSettings, out: str | Path | None
     result, and write the report. `reuse_finished`: a run directory whose result.json holds these
     very settings is read back instead (an interrupted comparison resumes run by run)."""
     from dlmpo.optimizers import optimizer_named
+    from dlmpo.scale.grid import finished_result
 
     run_dir = run_dir_for(settings, out)
     name = optimizer or settings.proposer
-    result = None
-    if reuse_finished and (run_dir / "result.json").is_file():
-        done = OptimizeResult.load(run_dir)
-        if done.settings == settings.model_dump():
-            result = done
+    result = finished_result(settings, run_dir) if reuse_finished else None
     if result is None:
         entry = optimizer_named(name)
         if entry.run is None:  # our loop, with the entry's proposer
@@ -414,11 +411,44 @@ def score_soft_prompt(spec: str, *, task: str, split: str, target: str, limit: i
 # ---------------------------------------------------------------- compare, sweep
 
 
+async def run_grid_entry(run) -> OptimizeResult:
+    """One run of a comparison or sweep (a `scale.grid.GridRun`), wherever its executor runs it: a
+    Ray worker imports this function by name."""
+    return await run_optimizer_async(run.settings, run.run_dir, optimizer=run.optimizer, report=False,
+                                     reuse_finished=True)
+
+
+async def _run_grid(runs: list, ray: str | None, on_progress: Progress | None,
+                    on_done: Callable[[int, OptimizeResult], None]) -> list[OptimizeResult]:
+    """Every run's result, in order: finished ones read back, the others run by the executor that
+    `ray` names (None: one after another in this process)."""
+    from dlmpo.scale.executors import executor_for
+    from dlmpo.scale.grid import finished_result
+    from dlmpo.scale.progress import GridProgress
+
+    executor = executor_for(ray)  # a missing ray is one sentence before any run
+    progress = GridProgress(runs, on_progress=on_progress, on_done=on_done)
+    todo = []
+    for index, run in enumerate(runs):
+        done = finished_result(run.settings, run.run_dir)
+        if done is None:
+            todo.append((index, run))
+        else:
+            progress.finished(index, done)
+    await executor.run_all(todo, run_grid_entry, progress)
+    progress.raise_failures()
+    return [progress.results[i] for i in range(len(runs))]
+
+
 async def compare(base: OptimizeSettings, optimizers: list[str], seeds: int, out: Path,
-                  on_run: Callable[[str, int, OptimizeResult], None] | None = None) -> dict:
-    """Several optimizers from the same seed prompt under one budget, `seeds` runs each."""
-    from dlmpo.compare import summarize_compare, write_compare_outputs
+                  on_run: Callable[[str, int, OptimizeResult], None] | None = None, *, tasks: list[str] | None = None,
+                  ray: str | None = None, on_progress: Progress | None = None) -> dict:
+    """Several optimizers from the same seed prompt under one budget, `seeds` runs each, on one task
+    (`base.task`) or on each of `tasks` (the paper's table: tasks as columns, optimizers as rows).
+    `ray`: run them as Ray tasks on that cluster (local, auto or an address)."""
+    from dlmpo.compare import summarize_compare, summarize_grid, write_compare_outputs, write_grid_outputs
     from dlmpo.optimizers import optimizer_named
+    from dlmpo.scale.grid import GridRun
 
     entries = [optimizer_named(o) for o in optimizers]
     if base.max_calls is None and base.max_cost is None and base.max_tokens is None:
@@ -426,47 +456,60 @@ async def compare(base: OptimizeSettings, optimizers: list[str], seeds: int, out
     for entry in entries:
         if entry.require is not None:
             entry.require()
-    results: dict[str, list[OptimizeResult]] = {}
-    for entry in entries:
-        for seed in range(seeds):
-            settings = base.model_copy(update={"proposer": entry.proposer, "seed": seed})
-            run = await run_optimizer_async(settings, out / f"{entry.name}-seed{seed}", optimizer=entry.name,
-                                            report=False, reuse_finished=True)
-            results.setdefault(entry.name, []).append(run)
-            if on_run:
-                on_run(entry.name, seed, run)
-    summary = summarize_compare(base, results, seeds)
-    write_compare_outputs(summary, out)
+    tasks = list(dict.fromkeys(tasks)) if tasks else None
+    if tasks is not None and len(tasks) == 1:
+        base, tasks = base.model_copy(update={"task": tasks[0]}), None
+    grid = tasks is not None
+    tasks = tasks or [base.task]
+    runs, keys = [], []
+    for task in tasks:
+        for entry in entries:
+            for seed in range(seeds):
+                settings = base.model_copy(update={"task": task, "proposer": entry.proposer, "seed": seed})
+                folder = out / task if grid else out
+                name = f"{task}/{entry.name}-seed{seed}" if grid else f"{entry.name}-seed{seed}"
+                runs.append(GridRun(settings, folder / f"{entry.name}-seed{seed}", entry.name, name))
+                keys.append((task, entry.name, seed))
+    results = await _run_grid(runs, ray, on_progress,
+                              lambda i, r: on_run(keys[i][1], keys[i][2], r) if on_run else None)
+    by_task: dict[str, dict[str, list[OptimizeResult]]] = {}
+    for (task, name, _), result in zip(keys, results):
+        by_task.setdefault(task, {}).setdefault(name, []).append(result)
+    if not grid:
+        summary = summarize_compare(base, by_task[base.task], seeds)
+        write_compare_outputs(summary, out)
+        return summary
+    summary = summarize_grid(base, by_task, seeds, list(zip(keys, results)))
+    write_grid_outputs(summary, out)
     return summary
 
 
 async def sweep(base: OptimizeSettings, param: str, values: list[str] | str, out: Path,
-                on_run: Callable[[str, OptimizeResult], None] | None = None) -> dict:
+                on_run: Callable[[str, OptimizeResult], None] | None = None, *, ray: str | None = None,
+                on_progress: Progress | None = None) -> dict:
     """Vary one optimizer setting (`values` a list or comma-separated); held-out test score against
-    it (the paper's Figure 3)."""
+    it (the paper's Figure 3). `ray`: run the values as Ray tasks on that cluster."""
     from pydantic import ValidationError
 
     from dlmpo.compare import write_sweep_outputs
     from dlmpo.configfile import describe_validation_error
+    from dlmpo.scale.grid import GridRun
 
     values = [v.strip() for v in values.split(",") if v.strip()] if isinstance(values, str) else values
     if not values:
         raise UserError("--values needs at least one value.")
     if param not in OptimizeSettings.model_fields or param in ("task", "target", "data_dir"):
         raise UserError(f"Cannot sweep '{param}': use an optimizer setting such as steps, mask_tokens, candidates.")
-    rows: list[dict] = []
-    baseline = 0.0
+    runs = []
     for value in values:
         try:
             settings = OptimizeSettings.model_validate(base.model_dump() | {param: value})
         except ValidationError as exc:
             raise UserError(describe_validation_error(exc, f"--values {value}")) from None
-        run = await run_optimizer_async(settings, out / f"{param}-{value}", report=False, reuse_finished=True)
-        rows.append({"value": value, "test": run.test["best"], "val": run.val["best"], "calls": run.calls,
-                     "seconds": round(run.seconds, 1)})
-        baseline = run.test["seed"]
-        if on_run:
-            on_run(value, run)
-    summary = {"param": param, "results": rows, "baseline_test": baseline, "task": base.task}
+        runs.append(GridRun(settings, out / f"{param}-{value}", settings.proposer, f"{param}-{value}"))
+    results = await _run_grid(runs, ray, on_progress, lambda i, r: on_run(values[i], r) if on_run else None)
+    rows = [{"value": value, "test": run.test["best"], "val": run.val["best"], "calls": run.calls,
+             "seconds": round(run.seconds, 1)} for value, run in zip(values, results)]
+    summary = {"param": param, "results": rows, "baseline_test": results[-1].test["seed"], "task": base.task}
     write_sweep_outputs(summary, out)
     return summary

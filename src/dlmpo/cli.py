@@ -11,10 +11,11 @@ import typer
 
 from dlmpo import api, printing
 from dlmpo.cli_ddpt import ddpt_app
-from dlmpo.cli_options import CONFIG_OPT, JSON_OPT, SET_OPT, UNISOLATED_OPT, with_options
+from dlmpo.cli_options import CONFIG_OPT, JSON_OPT, RAY_OPT, SET_OPT, UNISOLATED_OPT, with_options
 from dlmpo.compare import RUN_SETTINGS
 from dlmpo.console import Bars, Output, run_command
 from dlmpo.dlm.sampler import SAMPLER_HELP, SamplerConfig
+from dlmpo.errors import UserError
 from dlmpo.files import read_prompt
 from dlmpo.optimizer.settings import OptimizeSettings
 from dlmpo.optimizers import optimizers
@@ -143,8 +144,11 @@ def train_command(
 @with_options(OptimizeSettings, overrides=True, only=RUN_SETTINGS)
 def compare_command(
     optimizers: str = typer.Option("dlm,ar,textgrad,gepa", help=f"Comma-separated: {', '.join(optimizers())}."),
+    tasks: Optional[str] = typer.Option(None, help="Comma-separated tasks for one table in the paper's layout (tasks as "
+                                                  "columns, optimizers as rows); runs under --out/<task>/. Instead of --task."),
     seeds: int = typer.Option(3, min=1, help="Runs per optimizer (seeds 0..n-1)."),
     out: Path = typer.Option(Path("runs/compare"), help="Folder of the comparison (one run directory per optimizer and seed)."),
+    ray: Optional[str] = RAY_OPT,
     config: Optional[Path] = CONFIG_OPT,
     sets: Optional[list[str]] = SET_OPT,
     json_out: bool = JSON_OPT,
@@ -153,8 +157,13 @@ def compare_command(
     """Run several optimizers from the same seed prompt under one budget; table and plot of held-out scores."""
     ui = Output(json_out)
     names = [o.strip() for o in optimizers.split(",") if o.strip()]
-    summary = asyncio.run(api.compare(api.make_settings(config, flags, sets), names, seeds, out,
-                                      on_run=printing.compare_run(ui)))
+    task_names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks is not None else None
+    if task_names is not None and flags.get("task") is not None:
+        raise UserError("Pass --task or --tasks, not both.")
+    with ui.progress() as progress:
+        summary = asyncio.run(api.compare(api.make_settings(config, flags, sets), names, seeds, out,
+                                          on_run=printing.compare_run(ui, grid=bool(task_names and len(task_names) > 1)),
+                                          tasks=task_names, ray=ray, on_progress=Bars(progress)))
     printing.compared(ui, out, summary)
 
 
@@ -164,6 +173,7 @@ def sweep_command(
     param: str = typer.Option(..., help="The optimize setting to vary, e.g. steps, mask_tokens, candidates."),
     values: str = typer.Option(..., help="Comma-separated values, e.g. 8,16,32,64,128,256,512."),
     out: Path = typer.Option(Path("runs/sweep"), help="Folder of the sweep (one run directory per value)."),
+    ray: Optional[str] = RAY_OPT,
     config: Optional[Path] = CONFIG_OPT,
     sets: Optional[list[str]] = SET_OPT,
     json_out: bool = JSON_OPT,
@@ -171,8 +181,9 @@ def sweep_command(
 ) -> None:
     """Vary one optimizer setting; table and plot of held-out test score against it (the paper's Figure 3)."""
     ui = Output(json_out)
-    summary = asyncio.run(api.sweep(api.make_settings(config, flags, sets), param.replace("-", "_"), values, out,
-                                    on_run=printing.sweep_run(ui, param)))
+    with ui.progress() as progress:
+        summary = asyncio.run(api.sweep(api.make_settings(config, flags, sets), param.replace("-", "_"), values, out,
+                                        on_run=printing.sweep_run(ui, param), ray=ray, on_progress=Bars(progress)))
     printing.swept(ui, param, out, summary)
 
 

@@ -14,6 +14,9 @@ import typer
 JSON_OPT = typer.Option(False, "--json", help="Print one machine-readable JSON object as the last line.")
 SET_OPT = typer.Option(None, "--set", help="Any other optimize setting, as key=value (repeatable).")
 CONFIG_OPT = typer.Option(None, help="TOML/JSON/YAML file of settings (flags override it).")
+RAY_OPT = typer.Option(None, "--ray", metavar="local|auto|ADDRESS",
+                       help="Run each run as a Ray task (pip install 'dlmpo[ray]'): local starts a cluster on this "
+                            "machine, auto joins the one `ray start` runs here, or the head's address (docs/scale.md).")
 UNISOLATED_OPT = typer.Option(False, "--allow-unisolated-code",
                               help="Code tasks: run generated code without isolation where no sandbox (bwrap) isolates it.")
 

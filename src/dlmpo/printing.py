@@ -101,16 +101,20 @@ def report(ui: UI, paths: dict[str, Path], result) -> None:
     ui.emit_json({k: str(v) for k, v in paths.items()} | {"val": result.val, "test": result.test})
 
 
-def compare_run(ui: UI):
-    """One finished run of a comparison: (optimizer, seed, result)."""
-    return lambda o, seed, r: ui.print(f"{o} seed {seed}: test {r.test['seed']:.4f} -> {r.test['best']:.4f}, "
-                                       f"{r.calls} calls, {r.seconds:.0f}s")
+def compare_run(ui: UI, grid: bool = False):
+    """One finished run of a comparison: (optimizer, seed, result); a grid's lines name the task."""
+    return lambda o, seed, r: ui.print(f"{f'{r.task} ' if grid else ''}{o} seed {seed}: test {r.test['seed']:.4f} -> "
+                                       f"{r.test['best']:.4f}, {r.calls} calls, {r.seconds:.0f}s")
 
 
 def compared(ui: UI, out: Path, summary: dict) -> None:
     ui.print((out / "compare.md").read_text())
-    ui.print(f"table {out / 'compare.md'}, plot {out / 'compare.png'}")
-    ui.emit_json({"results": summary["results"], "baseline_test": summary["baseline_test"]})
+    ui.print(f"table {out / 'compare.md'}, plot {out / 'compare.png'}, raw {out / 'compare.json'}")
+    if "per_task" in summary:  # several tasks: the paper's table
+        ui.emit_json({"tasks": summary["tasks"], "per_task": {t: {"results": s["results"], "baseline_test": s["baseline_test"]}
+                                                               for t, s in summary["per_task"].items()}})
+    else:
+        ui.emit_json({"results": summary["results"], "baseline_test": summary["baseline_test"]})
 
 
 def sweep_run(ui: UI, param: str):
