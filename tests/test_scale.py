@@ -76,3 +76,19 @@ def test_ray_missing_is_one_sentence_naming_the_extra(tmp_path, data_dir):
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr == "error: --ray needs Ray, which is not installed: pip install 'dlmpo[ray]'.\n"
     assert not (tmp_path / "out").exists()  # before any run
+
+
+def test_a_grid_with_failed_runs_says_which_and_why(tmp_path):
+    from dlmpo.errors import RunsFailed
+    from dlmpo.scale.progress import GridProgress
+
+    runs = [GridRun(OptimizeSettings(), tmp_path / f"r{i}", "dlm", f"sst2/dlm-seed{i}") for i in range(3)]
+    statuses = []
+    progress = GridProgress(runs, on_progress=lambda what, done, total, status: statuses.append((done, total, status)))
+    progress.failed(1, RuntimeError("Traceback ...\nWorkerCrashedError: the worker died"))
+    assert statuses[-1] == (0, 3, "0 running, 1 failed; 0 paid calls, $0.0000 in finished runs")
+    with pytest.raises(RunsFailed, match=r"^1 of 3 runs failed \(sst2/dlm-seed1: WorkerCrashedError: the worker died\)"):
+        progress.raise_failures()
+    progress.failed(2, UserError("Unknown task 'x'."))  # a mistake in the input wins: its own sentence, exit 2
+    with pytest.raises(UserError, match="Unknown task 'x'"):
+        progress.raise_failures()
