@@ -38,8 +38,8 @@ def write_checkpoint(shape_name: str, folder: str) -> dict:
     import torch
     from safetensors.torch import save_file
 
-    from dlmpo.dlm.loaders import smollm2_tokenizer
     from dlmpo.dlm.modeling import BidirectionalLM, TransformerConfig
+    from dlmpo.dlm.smollm2 import smollm2_tokenizer
 
     shape = SHAPES[shape_name]
     config = {**shape, "model_type": "Dream", "rope_theta": 1000000.0, "rms_norm_eps": 1e-6,
@@ -93,7 +93,7 @@ def measure(folder: str, dtype_name: str, loader: str) -> dict:
     import torch
     import transformers  # noqa: F401  (the tokenizer's; imported before the start is read)
 
-    from dlmpo.dlm.loaders import load_dream
+    from dlmpo.dlm.checkpoints import load_dream
 
     dtype = getattr(torch, dtype_name)
     start_mb = _rss_mb("VmRSS")

@@ -8,7 +8,7 @@ from safetensors.torch import load_file, save_file
 
 from dlmpo.dlm import load_dlm
 from dlmpo.dlm.base import HFMaskedDLM
-from dlmpo.dlm.loaders import _read_safetensors
+from dlmpo.dlm.checkpoints import read_safetensors
 from dlmpo.errors import UserError
 
 
@@ -38,11 +38,11 @@ def test_mlm_checkpoint_gives_the_saved_models_logits(tmp_path):
 
 @pytest.mark.parametrize("dtype", [None, torch.float32, torch.bfloat16])
 def test_safetensors_reader_matches_the_library(tmp_path, monkeypatch, dtype):
-    monkeypatch.setattr("dlmpo.dlm.loaders.READ_CHUNK", 8)  # conversions go through many chunks
+    monkeypatch.setattr("dlmpo.dlm.checkpoints.READ_CHUNK", 8)  # conversions go through many chunks
     tensors = {"a": torch.randn(3, 5), "b": torch.randn(7).to(torch.bfloat16), "c": torch.arange(6).view(2, 3),
                "d": torch.tensor(2.5, dtype=torch.float16), "e": torch.zeros(0, 4), "f": torch.tensor([True, False])}
     save_file(tensors, str(tmp_path / "t.safetensors"), metadata={"format": "pt"})
-    ours = dict(_read_safetensors(tmp_path / "t.safetensors", dtype))
+    ours = dict(read_safetensors(tmp_path / "t.safetensors", dtype))
     library = load_file(str(tmp_path / "t.safetensors"))
     assert ours.keys() == library.keys()
     for name, tensor in library.items():

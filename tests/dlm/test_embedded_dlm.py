@@ -6,7 +6,7 @@ import sys
 
 from dlmpo.dlm import load_dlm
 from dlmpo.dlm.fluency import english_fraction
-from dlmpo.dlm.loaders import EMBEDDED_DLM_DIR
+from dlmpo.dlm.smollm2 import EMBEDDED_DLM_DIR
 
 PROMPT = "You classify movie reviews as positive or negative."
 

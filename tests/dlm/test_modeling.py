@@ -34,7 +34,7 @@ def test_dream_loader_reads_a_qwen2_checkpoint_directory(tmp_path):
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     from dlmpo.dlm import load_dlm
-    from dlmpo.dlm.loaders import smollm2_tokenizer
+    from dlmpo.dlm.smollm2 import smollm2_tokenizer
 
     tok = smollm2_tokenizer()
     tok.add_special_tokens({"additional_special_tokens": ["<|mask|>"]})
@@ -57,9 +57,9 @@ def test_dream_loader_reads_a_qwen2_checkpoint_directory(tmp_path):
 def test_mlm_loader_reads_a_real_bert_checkpoint():
     """`mlm:<path>` goes through AutoModelForMaskedLM on a real checkpoint (all-MiniLM-L6-v2)."""
     from dlmpo.dlm import load_dlm
-    from dlmpo.dlm.loaders import _minilm_dir
+    from dlmpo.dlm.tiny import minilm_dir
 
-    model = load_dlm(f"mlm:{_minilm_dir()}", device="cpu")
+    model = load_dlm(f"mlm:{minilm_dir()}", device="cpu")
     assert model.family == "mlm" and not model.shift
     assert model.tokenizer.convert_ids_to_tokens(model.mask_token_id) == "[MASK]"
     assert model.max_length == 512

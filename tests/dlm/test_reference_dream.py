@@ -10,7 +10,7 @@ import torch
 from reference_models import import_reference, reference_dream, save_checkpoint
 
 from dlmpo.dlm import Sampler, SamplerConfig, load_dlm
-from dlmpo.dlm.loaders import load_dream
+from dlmpo.dlm.checkpoints import load_dream
 
 ROWS_TEXT = ["You are a careful classifier of movie reviews.", "Answer with one word: positive or negative"]
 

@@ -12,7 +12,7 @@ from reference_models import import_reference, reference_llada, save_checkpoint
 
 from dlmpo.dlm import Sampler, SamplerConfig, load_dlm
 from dlmpo.dlm.base import NativeDLM
-from dlmpo.dlm.loaders import _llada_native_config, _load_llada
+from dlmpo.dlm.llada import llada_native_config, load_llada
 
 ROWS_TEXT = ["You are a careful classifier of movie reviews.", "Answer with one word: positive or negative"]
 
@@ -54,7 +54,7 @@ def test_loads_natively(ours, tokenizer):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_logits_match_reference(reference, checkpoint, tokenizer, dtype):
-    model = _load_llada(str(checkpoint), torch.device("cpu"), dtype)
+    model = load_llada(str(checkpoint), torch.device("cpu"), dtype)
     assert {p.dtype for p in model.model.parameters()} == {dtype}
     x = torch.randint(0, len(tokenizer), (2, 48), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():  # a copy: casting the shared reference back to fp32 would not restore it
@@ -132,8 +132,8 @@ def test_kv_reuse_on_a_loaded_checkpoint(ours, prompt):
 ])
 def test_variants_the_module_lacks_are_not_mapped(checkpoint, variant):
     config = json.loads((checkpoint / "config.json").read_text())
-    assert _llada_native_config(config) is not None
-    assert _llada_native_config({**config, **variant}) is None
+    assert llada_native_config(config) is not None
+    assert llada_native_config({**config, **variant}) is None
 
 
 @pytest.mark.parametrize("change", ["config", "weights"])
@@ -150,5 +150,5 @@ def test_unrecognised_checkpoint_falls_back_to_remote_code(checkpoint, tmp_path,
         state["model.transformer.blocks.0.att_proj.weight"] = torch.zeros(1)
         save_file(state, str(folder / "model.safetensors"))
     calls = []
-    monkeypatch.setattr("dlmpo.dlm.loaders._load_llada_remote", lambda *args: calls.append(args) or "remote")
+    monkeypatch.setattr("dlmpo.dlm.llada.load_llada_remote", lambda *args: calls.append(args) or "remote")
     assert load_dlm(f"llada:{folder}", device="cpu") == "remote" and len(calls) == 1
