@@ -196,3 +196,20 @@ def test_reference_noise_draws_over_the_whole_batch(tiny_dream):
     two = Sampler(tiny_dream, cfg).sample(masked_batch(tiny_dream, rows=2)).tokens
     four = Sampler(tiny_dream, cfg).sample(masked_batch(tiny_dream, rows=4)).tokens
     assert not torch.equal(two, four[:2])
+
+
+@pytest.mark.parametrize("kv_refresh", [None, 4])
+def test_candidates_of_one_canvas_share_its_first_forward(tiny_dream, kv_refresh):
+    """Identical rows are computed once (one row, expanded): the same tokens as computing each."""
+    x = masked_batch(tiny_dream, n_masks=8, rows=3)
+    batches = []
+    for name in ("raw_logits", "raw_logits_with_kv"):
+        original = getattr(tiny_dream, name)
+        setattr(tiny_dream, name, lambda ids, rows, f=original: batches.append(ids.shape[0]) or f(ids, rows))
+    cfg = SamplerConfig(steps=8, temperature=1.0, kv_refresh=kv_refresh, seed=2)
+    try:
+        shared = Sampler(tiny_dream, cfg).sample(x).tokens
+    finally:
+        del tiny_dream.raw_logits, tiny_dream.raw_logits_with_kv
+    assert batches[0] == 1 and all(b == 3 for b in batches[1:])
+    assert torch.equal(shared[0], Sampler(tiny_dream, cfg).sample(x[:1]).tokens[0])

@@ -31,6 +31,7 @@ class InfillResult:
     canvas_tokens: int
     traces_used: int
     notes: list[str] = field(default_factory=list)
+    full_forwards: int = 0  # forwards over whole canvases (the others reused the context's K/V)
 
 
 def _join(left: str, piece: str, right_first: str = "") -> str:
@@ -94,4 +95,4 @@ def infill(
         filled = re.sub(r"[ \t]+\n", "\n", "".join(pieces)).strip()
         candidates.append(Candidate(filled, spans, result.nfe, result.seconds))
     return InfillResult(candidates, result.nfe, mask_count(segments), result.seconds, canvas.length,
-                        canvas.traces_used, canvas.notes)
+                        canvas.traces_used, canvas.notes, result.full_forwards)

@@ -20,7 +20,8 @@ forward (one NFE) and reveals some of them:
 with its share of the steps; the last step of a block reveals whatever is left in it.
 `kv_refresh=k` reuses the K/V of the positions outside the current block and recomputes them
 every k steps (and at each block start); with k=1 every step is a full forward, identical to the
-plain sampler.
+plain sampler. Rows that are still one canvas (the candidates of a round, before their first
+reveal) are computed once in a full forward, and share its K/V.
 
 Random draws (`noise`): with `per_row`, the default, every row of the batch draws from its own
 generator on the CPU, seeded by (seed, row), so a candidate's draws depend neither on how many
@@ -388,13 +389,20 @@ class Sampler:
         if refresh is not None and step % refresh != 0 and cache.context is not None:
             return model.raw_logits_partial(x, cache.active, cache.context, rows)
         self.full_forwards += 1
+        # the candidates of a round start as one canvas: compute it once for all of them
+        batch = x.shape[0]
+        shared = batch > 1 and bool((x == x[:1]).all())
+        if shared:
+            x, rows = x[:1], rows[:1]
         if refresh is None:
-            return model.raw_logits(x, rows)
+            raw = model.raw_logits(x, rows)
+            return raw.expand(batch, -1, -1) if shared else raw
         raw, kv = model.raw_logits_with_kv(x, rows)
         cache.active = self._active_positions(block_pos)
         context_idx = self._complement(cache.active, x.shape[1])
-        cache.context = [(k[:, :, context_idx], v[:, :, context_idx]) for k, v in kv]
-        return raw
+        cache.context = [(k[:, :, context_idx].expand(batch, -1, -1, -1), v[:, :, context_idx].expand(batch, -1, -1, -1))
+                         for k, v in kv]
+        return raw.expand(batch, -1, -1) if shared else raw
 
     def _active_positions(self, block_pos: torch.Tensor) -> torch.Tensor:
         """Positions recomputed on cached steps: the block, plus the position before each masked
