@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from dlmpo.optimizer import Optimizer, OptimizeSettings
-from dlmpo.optimizer.loop import screening_batch
+from dlmpo.optimizer.rounds import screening_batch
 from dlmpo.optimizer.selection import (futile, judge, look_level, power_note, second_look, sign_test, smallest_detectable_gain,
                                        smallest_winning_margin, val_parts)
 from tests.support.fake_openai_server import FakeOpenAIServer
@@ -169,7 +169,7 @@ class _Same:
 
 def test_a_prompt_challenges_once_per_run(tmp_path, data_dir):
     from dlmpo.catalog import get_task
-    from dlmpo.optimizer.loop import challenged_rounds
+    from dlmpo.optimizer.rounds import challenged_rounds
 
     task = get_task("sst2", str(data_dir))
     GOLD.update({task.user_message(ex): ex.label for split in ("train", "val", "test") for ex in task.examples(split)})

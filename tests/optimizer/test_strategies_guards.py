@@ -5,7 +5,7 @@ import pytest
 from dlmpo.errors import UserError
 from dlmpo.optimizer import load_settings
 from dlmpo.optimizer.guards import PromptGuard
-from dlmpo.optimizer.loop import select_context
+from dlmpo.optimizer.rounds import select_context
 from dlmpo.optimizer.strategies import HEADING, apply_strategy
 from dlmpo.report.diff import diff_markdown
 from dlmpo.tasks import Trace

@@ -47,22 +47,26 @@ async def run_gepa_dlm(settings: OptimizeSettings, out: str | Path, on_event=Non
 
 async def run_gepa(settings: OptimizeSettings, out: str | Path, on_event=None, *, dlm: bool = False) -> OptimizeResult:
     _require_gepa()
+    async with PeerRun.open("gepa+dlm" if dlm else "gepa", settings, out, on_event, writer=not dlm) as peer:
+        return await _search(peer, dlm)
+
+
+async def _search(peer: PeerRun, dlm: bool) -> OptimizeResult:
     import gepa
     from gepa.core.adapter import EvaluationBatch
 
-    peer = PeerRun("gepa+dlm" if dlm else "gepa", settings, out, on_event, writer=not dlm)
-    opt = peer.session
-    s, target, writer = opt.s, opt.target, opt.writer
+    session = peer.session
+    s, pools, target, writer = session.settings, session.pools, peer.models.target, peer.models.writer
     seed_val, seed_test = await peer.score_seed()
     loop = asyncio.get_running_loop()
-    task = opt.task
+    task = session.task
 
     class Adapter:
         propose_new_texts = None  # GEPA's own reflective proposal, with `reflect` as its language model
 
         def evaluate(self, batch, candidate, capture_traces=False):
             future = asyncio.run_coroutine_threadsafe(
-                evaluate(task, target, candidate[COMPONENT], batch, max_tokens=opt.answer_tokens), loop)
+                evaluate(task, target, candidate[COMPONENT], batch, max_tokens=session.answer_tokens), loop)
             result = future.result()
             return EvaluationBatch(outputs=[t.output for t in result.traces], scores=[t.score for t in result.traces],
                                    trajectories=result.traces if capture_traces else None)
@@ -83,17 +87,16 @@ async def run_gepa(settings: OptimizeSettings, out: str | Path, on_event=None, *
         request = ChatRequest(messages=messages, max_tokens=512, temperature=s.temperature, sample_index=reflections)
         return asyncio.run_coroutine_threadsafe(writer.chat(request), loop).result().text
 
-    minibatch = min(3, len(opt.train_pool))
+    minibatch = min(3, len(pools.train))
 
     def over_budget(_state) -> bool:  # an iteration: 2 minibatch evaluations, a reflection, maybe a full val
         left = peer.calls_left()
-        return left is not None and 2 * minibatch + 1 + len(opt.val_pool) > left
+        return left is not None and 2 * minibatch + 1 + len(pools.val) > left
 
     # GEPA counts every evaluation, cached or not; without a call budget it gets `rounds` iterations' worth
     left = peer.calls_left()
-    metric_calls = left if left is not None else s.rounds * (2 * minibatch + len(opt.val_pool))
+    metric_calls = left if left is not None else s.rounds * (2 * minibatch + len(pools.val))
     if metric_calls <= 2 * minibatch:
-        await peer.close()
         raise UserError(f"The budget leaves GEPA {metric_calls} evaluations after scoring the seed prompt: raise it.")
 
     proposer = None
@@ -105,12 +108,12 @@ async def run_gepa(settings: OptimizeSettings, out: str | Path, on_event=None, *
         proposer = dlm_proposer(context_traces=s.context_traces, writer=writer_of_edits)
 
     def optimize():
-        return gepa.optimize(seed_candidate={COMPONENT: opt.seed_prompt}, trainset=list(opt.train_pool),
-                             valset=list(opt.val_pool), adapter=Adapter(),
+        return gepa.optimize(seed_candidate={COMPONENT: session.seed_prompt}, trainset=list(pools.train),
+                             valset=list(pools.val), adapter=Adapter(),
                              reflection_lm=None if dlm else reflect, custom_candidate_proposer=proposer,
                              reflection_minibatch_size=minibatch, max_metric_calls=metric_calls,
-                             stop_callbacks=[over_budget], seed=s.seed, run_dir=str(opt.run_dir.path / "gepa"),
-                             display_progress_bar=False, logger=_LogFile(opt.run_dir.path / "gepa.log"))
+                             stop_callbacks=[over_budget], seed=s.seed, run_dir=str(session.log.path / "gepa"),
+                             display_progress_bar=False, logger=_LogFile(session.log.path / "gepa.log"))
 
     result = await peer.run_in_thread(optimize, "gepa.log")
     details = {"candidates": result.num_candidates}

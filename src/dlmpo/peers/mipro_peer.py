@@ -91,36 +91,37 @@ def plan_trials(calls_left: int | None, *, candidates: int, train: int, val: int
 
 async def run_mipro(settings: OptimizeSettings, out: str | Path, on_event=None) -> OptimizeResult:
     _require_dspy()
+    async with PeerRun.open("mipro", settings, out, on_event) as peer:
+        return await _search(peer)
+
+
+async def _search(peer: PeerRun) -> OptimizeResult:
     import dspy
     from dspy.teleprompt import MIPROv2
 
-    peer = PeerRun("mipro", settings, out, on_event)
-    opt = peer.session
-    s = opt.s
-    if is_episodic(opt.task) or not opt.seed_prompt.strip():
-        await peer.close()
+    session = peer.session
+    s, pools, task = session.settings, session.pools, session.task
+    if is_episodic(task) or not session.seed_prompt.strip():
         raise UserError("The mipro optimizer runs single-answer tasks from a non-empty seed prompt.")
     seed_val, seed_test = await peer.score_seed()
 
-    task = opt.task
     candidates = s.candidates + 1  # MIPROv2 keeps the seed instruction as candidate 0
-    minibatch = min(s.screen_batch, len(opt.val_pool))
-    trials = plan_trials(peer.calls_left(), candidates=candidates, train=len(opt.train_pool),
-                         val=len(opt.val_pool), minibatch=minibatch)
+    minibatch = min(s.screen_batch, len(pools.val))
+    trials = plan_trials(peer.calls_left(), candidates=candidates, train=len(pools.train),
+                         val=len(pools.val), minibatch=minibatch)
     if trials < 1:
-        await peer.close()
         raise UserError(f"The budget leaves MIPROv2 {peer.calls_left()} calls after scoring the seed prompt, "
                         "too few for its proposals and one trial: raise it.")
 
     loop = asyncio.get_running_loop()
     guard = CallGuard()
     target_lm = dspy.LM("dlmpo/target", engine=ChatModelEngine(
-        guard, opt.target, loop, temperature=0.0, max_tokens=opt.answer_tokens, distinct_samples=False),
+        guard, peer.models.target, loop, temperature=0.0, max_tokens=session.answer_tokens, distinct_samples=False),
         cache=False, num_retries=0)
     writer_lm = dspy.LM("dlmpo/optimizer", engine=ChatModelEngine(
-        guard, opt.writer, loop, temperature=s.temperature, max_tokens=WRITER_TOKENS, distinct_samples=True),
+        guard, peer.models.writer, loop, temperature=s.temperature, max_tokens=WRITER_TOKENS, distinct_samples=True),
         cache=False, num_retries=0)
-    by_message = {task.user_message(ex): ex for ex in [*opt.train_pool, *opt.val_pool]}
+    by_message = {task.user_message(ex): ex for ex in [*pools.train, *pools.val]}
 
     def as_dspy(examples):
         return [dspy.Example({INPUT_FIELD: task.user_message(ex), OUTPUT_FIELD: ex.label}).with_inputs(INPUT_FIELD)
@@ -129,20 +130,20 @@ async def run_mipro(settings: OptimizeSettings, out: str | Path, on_event=None) 
     def metric(example, prediction, trace=None) -> float:
         return task.grade(by_message[example[INPUT_FIELD]], prediction[OUTPUT_FIELD] or "").score
 
-    signature = dspy.Signature({INPUT_FIELD: dspy.InputField(), OUTPUT_FIELD: dspy.OutputField()}, opt.seed_prompt)
+    signature = dspy.Signature({INPUT_FIELD: dspy.InputField(), OUTPUT_FIELD: dspy.OutputField()}, session.seed_prompt)
     mipro = MIPROv2(metric=metric, prompt_model=writer_lm, task_model=target_lm, auto=None, num_candidates=candidates,
                     max_bootstrapped_demos=0, max_labeled_demos=0, num_threads=s.concurrency or 8, seed=s.seed,
                     init_temperature=s.temperature, verbose=False, track_stats=True)
     peer.emit(Plan(optimizer="mipro", details={"trials": trials, "candidates": candidates,
-                                               "minibatch": minibatch if len(opt.val_pool) > minibatch else None}))
+                                               "minibatch": minibatch if len(pools.val) > minibatch else None}))
 
     def optimize():  # MIPROv2's own progress bars and prints go to mipro.log in the run directory
         logging.getLogger("dspy").setLevel(logging.ERROR)
-        with (opt.run_dir.path / "mipro.log").open("w") as log, contextlib.redirect_stdout(log), \
-                contextlib.redirect_stderr(log), dspy.context(adapter=_target_adapter(task, by_message, opt.answer_tokens)):
-            return mipro.compile(dspy.Predict(signature), trainset=as_dspy(opt.train_pool),
-                                 valset=as_dspy(opt.val_pool), num_trials=trials,
-                                 minibatch=len(opt.val_pool) > minibatch, minibatch_size=minibatch,
+        with (session.log.path / "mipro.log").open("w") as log, contextlib.redirect_stdout(log), \
+                contextlib.redirect_stderr(log), dspy.context(adapter=_target_adapter(task, by_message, session.answer_tokens)):
+            return mipro.compile(dspy.Predict(signature), trainset=as_dspy(pools.train),
+                                 valset=as_dspy(pools.val), num_trials=trials,
+                                 minibatch=len(pools.val) > minibatch, minibatch_size=minibatch,
                                  minibatch_full_eval_steps=FULL_EVAL_STEPS, view_data_batch_size=VIEW_DATA_BATCH)
 
     best = await peer.run_in_thread(optimize, "mipro.log")
@@ -151,5 +152,5 @@ async def run_mipro(settings: OptimizeSettings, out: str | Path, on_event=None) 
                 for c in getattr(best, "candidate_programs", [])]  # DSPy scores in percent
     peer.emit(Stop(reason="mipro", details={"trials": trials, "refused_calls": guard.refused,
                                             "failed_calls": guard.failed, "full_val_evaluations": searched}))
-    best_val = await opt.evaluate(best_prompt, opt.val_pool, "val", "best", charge=False)
+    best_val = await peer.scorer.evaluate(best_prompt, pools.val, "val", "best", charge=False)
     return await peer.finish(best_prompt, best_val.score, seed_val, seed_test)
