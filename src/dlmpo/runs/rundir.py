@@ -1,4 +1,7 @@
-"""The run directory: everything needed to resume and to audit a run.
+"""Run directories: what optimize, train and DDPT runs write so that the same command resumes them.
+`bind_config` writes a run's settings and refuses, in one sentence, a directory that holds a run
+whose identity (the settings that define the result) differs; `EventLog` is the append-only
+JSON-lines log; `RunDir` is the directory of an optimizer or DDPT run:
 
     config.json      the settings (a re-run must match them to resume)
     events.jsonl     append-only log: every evaluation, candidate, decision and stop
@@ -11,10 +14,54 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from dlmpo.errors import UserError
 from dlmpo.files import append_line, atomic_write, check_out_dir, read_json
+
+
+def bind_config(file: Path, record: dict[str, Any], identity: Callable[[dict], dict], *,
+                read: Callable[[Path], dict], what: str = "run") -> bool:
+    """Write `record` to the JSON `file`, or, when a run wrote one already (`read` reads it), refuse
+    to go on unless both have the same `identity`; the newer record is kept (a continuation with
+    more steps, rounds or budget). Returns True when resuming."""
+    resuming = file.exists()
+    if resuming:
+        saved = read(file)
+        before, now = identity(saved), identity(record)
+        if before != now:
+            changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+            raise UserError(f"{file.parent} holds a {what} with other settings ({', '.join(changed[:4])}): "
+                            "use a new --out, or the same settings to resume it.")
+        if saved == record:
+            return True
+    atomic_write(file, json.dumps(record, indent=2))
+    return resuming
+
+
+class EventLog:
+    """An append-only JSON-lines log: one event a line with its time, flushed to disk. A line cut by
+    a kill is ended before the next one is written (`files.append_line`) and skipped when read."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def append(self, event: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        append_line(self.path, json.dumps({"time": round(time.time(), 3), **event}, ensure_ascii=False))
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.is_file():
+            return []
+        out = []
+        for line in self.path.read_bytes().decode("utf-8", errors="replace").splitlines():
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by a kill: the rest of the log is still good
+                continue
+            if isinstance(event, dict):
+                out.append(event)
+        return out
 
 
 class RunDir:
@@ -22,9 +69,10 @@ class RunDir:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.log = EventLog(self.path / "events.jsonl")
 
     config_file = property(lambda self: self.path / "config.json")
-    events_file = property(lambda self: self.path / "events.jsonl")
+    events_file = property(lambda self: self.log.path)
     calls_db = property(lambda self: self.path / "calls.sqlite")
     best_prompt_file = property(lambda self: self.path / "best_prompt.txt")
     result_file = property(lambda self: self.path / "result.json")
@@ -32,19 +80,8 @@ class RunDir:
     def bind_config(self, identity: dict[str, Any], full: dict[str, Any]) -> bool:
         """Write config.json, or check a resumed run against it. Returns True when resuming."""
         check_out_dir(self.path, "Run directory")
-        if self.config_file.exists():
-            saved = self.saved_config()
-            if saved.get("identity") != identity:
-                changed = sorted(k for k in identity if saved.get("identity", {}).get(k) != identity[k])
-                raise UserError(
-                    f"{self.path} holds a run with other settings ({', '.join(changed[:4])}): "
-                    "use a new --out, or the same settings to resume it."
-                )
-            if saved.get("settings") != full:  # a continuation with more rounds or budget
-                atomic_write(self.config_file, json.dumps({"identity": identity, "settings": full}, indent=2))
-            return True
-        atomic_write(self.config_file, json.dumps({"identity": identity, "settings": full}, indent=2))
-        return False
+        return bind_config(self.config_file, {"identity": identity, "settings": full}, lambda c: c["identity"],
+                           read=lambda _: self.saved_config())
 
     def saved_config(self) -> dict[str, Any]:
         """config.json, checked: an object with the 'identity' and 'settings' objects dlmpo writes."""
@@ -59,22 +96,10 @@ class RunDir:
         return saved
 
     def append(self, event: dict[str, Any]) -> None:
-        line = json.dumps({"time": round(time.time(), 3), **event}, ensure_ascii=False)
-        self.path.mkdir(parents=True, exist_ok=True)
-        append_line(self.events_file, line)
+        self.log.append(event)
 
     def events(self) -> list[dict[str, Any]]:
-        if not self.events_file.is_file():
-            return []
-        out = []
-        for line in self.events_file.read_bytes().decode("utf-8", errors="replace").splitlines():
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:  # a line cut by a kill: the rest of the log is still good
-                continue
-            if isinstance(event, dict):
-                out.append(event)
-        return out
+        return self.log.read()
 
     def write_best(self, prompt: str) -> None:
         atomic_write(self.best_prompt_file, prompt + "\n")
