@@ -213,3 +213,14 @@ def test_candidates_of_one_canvas_share_its_first_forward(tiny_dream, kv_refresh
         del tiny_dream.raw_logits, tiny_dream.raw_logits_with_kv
     assert batches[0] == 1 and all(b == 3 for b in batches[1:])
     assert torch.equal(shared[0], Sampler(tiny_dream, cfg).sample(x[:1]).tokens[0])
+
+
+def test_kv_reuse_computes_the_context_once_per_block_where_the_model_can(tiny):
+    """Without kv_refresh, reused K/V is computed at each block's first step only; a model without
+    K/V reuse (a masked LM) samples in full forwards instead of refusing."""
+    x = masked_batch(tiny, n_masks=8)
+    out = Sampler(tiny, SamplerConfig(steps=8, kv_reuse=True, block_length=4)).sample(x)
+    assert out.nfe == 8
+    assert out.full_forwards == (2 if tiny.supports_kv_reuse else 8)
+    fixed = x != tiny.mask_token_id
+    assert torch.equal(out.tokens[fixed], x[fixed]) and not (out.tokens == tiny.mask_token_id).any()

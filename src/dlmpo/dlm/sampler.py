@@ -18,10 +18,13 @@ forward (one NFE) and reveals some of them:
 
 `block_length` decodes the masked positions semi-autoregressively, left to right in blocks, each
 with its share of the steps; the last step of a block reveals whatever is left in it.
-`kv_refresh=k` reuses the K/V of the positions outside the current block and recomputes them
-every k steps (and at each block start); with k=1 every step is a full forward, identical to the
-plain sampler. Rows that are still one canvas (the candidates of a round, before their first
-reveal) are computed once in a full forward, and share its K/V.
+`kv_reuse` (Fast-dLLM's dual cache) reuses the K/V of the positions outside the current block,
+computed at the block's first step, on models that support it (natively loaded, full attention;
+others compute every forward in full); the context then does not see the block's reveals, an
+approximation measured in docs/benchmarks.md. `kv_refresh=k` asks for reuse and recomputes that
+K/V every k steps; with k=1 every step is a full forward, identical to the plain sampler. Rows
+that are still one canvas (the candidates of a round, before their first reveal) are computed
+once in a full forward, and share its K/V.
 
 Random draws (`noise`): with `per_row`, the default, every row of the batch draws from its own
 generator on the CPU, seeded by (seed, row), so a candidate's draws depend neither on how many
@@ -60,6 +63,7 @@ class SamplerConfig:
     block_length: int | None = None
     threshold: float | None = None
     kv_refresh: int | None = None
+    kv_reuse: bool = defaults.KV_REUSE
     seed: int = 0
     schedule: str = defaults.SCHEDULE
     noise: str = defaults.NOISE
@@ -99,7 +103,8 @@ SAMPLER_HELP = {  # the help of `dlmpo infill`'s sampler options
     "top_k": "Top-k sampling.",
     "block_length": "Semi-autoregressive blocks of this many masks.",
     "threshold": "Parallel decoding: reveal every token above this probability.",
-    "kv_refresh": "Reuse context K/V, refreshed every k steps.",
+    "kv_refresh": "Reuse context K/V, recomputed every k steps (default: at each block's start).",
+    "kv_reuse": "Reuse the context's K/V between full forwards, where the DLM supports it.",
     "seed": "Random seed.",
     "schedule": "Tokens revealed per step: even, dream, mdlm, auto (the family's).",
 }
@@ -261,6 +266,7 @@ class Sampler:
             raise UserError(f"{model.name} does not support K/V reuse: drop kv_refresh.")
         self.model = model
         self.cfg = config
+        self.reuse = (config.kv_reuse or config.kv_refresh is not None) and model.supports_kv_reuse
         schedule = config.schedule
         if schedule == "auto":
             schedule = "dream" if model.family == "dream" else "mdlm"
@@ -386,7 +392,7 @@ class Sampler:
         model, refresh = self.model, self.cfg.kv_refresh
         rows = (block_pos - 1).clamp_min(0) if model.shift else block_pos
         self.nfe += 1
-        if refresh is not None and step % refresh != 0 and cache.context is not None:
+        if self.reuse and cache.context is not None and (refresh is None or step % refresh != 0):
             return model.raw_logits_partial(x, cache.active, cache.context, rows)
         self.full_forwards += 1
         # the candidates of a round start as one canvas: compute it once for all of them
@@ -394,7 +400,7 @@ class Sampler:
         shared = batch > 1 and bool((x == x[:1]).all())
         if shared:
             x, rows = x[:1], rows[:1]
-        if refresh is None:
+        if not self.reuse:
             raw = model.raw_logits(x, rows)
             return raw.expand(batch, -1, -1) if shared else raw
         raw, kv = model.raw_logits_with_kv(x, rows)
