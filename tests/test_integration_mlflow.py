@@ -1,12 +1,16 @@
 """dlmpo.integrations.mlflow: DLMPromptOptimizer inside mlflow.genai.optimize_prompts, against a
 local sqlite tracking store; the optimized version is read back from the Prompt Registry
-(tiny-random DLM: mechanics, not quality)."""
+(tiny-random DLM: mechanics, not quality); and `dlmpo optimize --mlflow`, read back with MlflowClient."""
 
+import json
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from dlmpo.errors import UserError
+from tests.support.fake_openai_server import FakeOpenAIServer
 
 
 def test_optimize_prompts_registers_the_dlm_version(tmp_path, monkeypatch):
@@ -58,3 +62,74 @@ def test_a_missing_mlflow_is_one_sentence(monkeypatch):
     monkeypatch.setattr(integration, "_CLASS", None)
     with pytest.raises(UserError, match=r"pip install 'dlmpo\[mlflow\]'"):
         integration.DLMPromptOptimizer()
+
+
+# ---------------------------------------------------------------- dlmpo optimize --mlflow
+
+
+def _optimize(data_dir, out, target, *extra):
+    return [sys.executable, "-m", "dlmpo", "optimize", "--task", "sst2", "--data-dir", str(data_dir), "--target",
+            f"{target.base_url}#t", "--dlm", "tiny-random:dream", "--rounds", "2", "--candidates", "2",
+            "--train-size", "4", "--val-size", "4", "--test-size", "4", "--set", "steps=4", "--set", "mask_tokens=6",
+            "--set", "readability=false", "--out", str(out), *extra]
+
+
+def test_optimize_logs_the_run_into_mlflow(data_dir, tmp_path):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with FakeOpenAIServer(answer=lambda body: "negative") as target:
+        first = subprocess.run(_optimize(data_dir, tmp_path / "run", target, "--mlflow", uri, "--json"),
+                               capture_output=True, text=True, timeout=900, cwd=tmp_path)  # artifacts under tmp_path
+        assert first.returncode == 0, first.stderr
+        more = _optimize(data_dir, tmp_path / "run", target, "--mlflow", uri)  # one more round: the run resumes
+        more[more.index("--rounds") + 1] = "3"
+        resumed = subprocess.run(more, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+        assert resumed.returncode == 0, resumed.stderr
+    result = json.loads(first.stdout.strip().splitlines()[-1])
+
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("dlmpo").experiment_id], order_by=["start_time ASC"])
+    assert len(runs) == 2
+    run = runs[0]
+    assert run.info.run_id in first.stderr and run.info.status == "FINISHED"
+    assert run.data.params["task"] == "sst2" and run.data.params["rounds"] == "2"
+    assert run.data.params["dlm"] == "tiny-random:dream" and "seed_prompt" not in run.data.params
+    assert run.data.tags["dlmpo.stop_reason"] == result["stop_reason"]
+    history = client.get_metric_history(run.info.run_id, "best_val")
+    assert [m.step for m in history] == [1, 2]
+    assert all(m.value == result["val"]["best"] for m in history)  # the target always answers the same
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "candidates")] == [2, 2]
+    spent = [m.value for m in client.get_metric_history(run.info.run_id, "spend_calls")]
+    assert spent == sorted(spent) and 0 < spent[-1] <= result["calls"]
+    assert run.data.metrics["test_best"] == result["test"]["best"] and run.data.metrics["calls"] == result["calls"]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"best_prompt.txt", "seed_prompt.txt", "report.md", "report.html", "scores.png", "result.json",
+            "events.jsonl", "config.json"} <= artifacts
+    best = Path(client.download_artifacts(run.info.run_id, "best_prompt.txt", str(tmp_path)))
+    assert best.read_text() == result["best_prompt"]
+
+    again = runs[1]  # the resumed run's MLflow run also holds the rounds logged before
+    assert again.data.tags["dlmpo.resumed_after_rounds"] == "[1, 2]" and again.data.params["rounds"] == "3"
+    assert [m.step for m in client.get_metric_history(again.info.run_id, "best_val")] == [1, 2, 3]
+
+
+def test_optimize_mlflow_without_the_extra_is_one_sentence(data_dir, tmp_path):
+    block = "import sys; sys.modules['mlflow'] = None; from dlmpo.cli import main; main(sys.argv[1:])"
+    with FakeOpenAIServer(answer=lambda body: "negative") as target:
+        cmd = _optimize(data_dir, tmp_path / "run", target, "--mlflow", "sqlite:///m.db")
+        proc = subprocess.run([sys.executable, "-c", block, *cmd[3:]], capture_output=True, text=True, timeout=300,
+                              cwd=tmp_path)
+    errors = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith(("note:", "warning:"))]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert errors == ["error: dlmpo optimize --mlflow needs the mlflow package: pip install 'dlmpo[mlflow]' "
+                      "(or pip install mlflow)."]
+    assert not target.requests and not (tmp_path / "run").exists()  # refused before the run
+
+
+def test_a_tracking_store_that_refuses_is_one_sentence(tmp_path):
+    from dlmpo.integrations.mlflow_run import MLflowRun
+    from dlmpo.optimizer.settings import OptimizeSettings
+
+    with pytest.raises(UserError, match=r"^MLflow tracking store 'foo://x': "):
+        MLflowRun("foo://x", OptimizeSettings(task="sst2"), tmp_path / "run")

@@ -15,9 +15,10 @@ __version__ = "0.1.0"
 
 
 def optimize(task: str = "sst2", target: str = "embedded", dlm: str | None = None, *,
-             out: str | Path | None = None, **settings: Any):
+             out: str | Path | None = None, mlflow: str | None = None, **settings: Any):
     """Run the DLM prompt optimizer and write its run directory and report. Returns an
-    `OptimizeResult` (`.to_json()`, `OptimizeResult.load(run_dir)`)."""
+    `OptimizeResult` (`.to_json()`, `OptimizeResult.load(run_dir)`). `mlflow`: a tracking URI the
+    run is also logged to (pip install 'dlmpo[mlflow]')."""
     from pydantic import ValidationError
 
     from dlmpo.api import run_optimizer
@@ -29,7 +30,7 @@ def optimize(task: str = "sst2", target: str = "embedded", dlm: str | None = Non
         s = OptimizeSettings(task=task, target=target, dlm=dlm or DEFAULT_DLM, **settings)
     except ValidationError as exc:
         raise UserError(describe_validation_error(exc, "dlmpo.optimize")) from None
-    return run_optimizer(s, out)
+    return run_optimizer(s, out, mlflow=mlflow)
 
 
 def __getattr__(name: str):

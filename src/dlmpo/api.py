@@ -81,14 +81,32 @@ def prepare_optimizer(settings: OptimizeSettings, out: str | Path | None = None,
 
 async def run_optimizer_async(settings: OptimizeSettings, out: str | Path | None = None, *, optimizer: str | None = None,
                               on_event=None, on_progress: Progress | None = None, on_note: Note = _quiet,
-                              report: bool = True, reuse_finished: bool = False) -> OptimizeResult:
+                              report: bool = True, reuse_finished: bool = False, mlflow: str | None = None) -> OptimizeResult:
     """Run one optimizer (`settings.proposer`'s loop, or a registered peer such as gepa) to its
     result, and write the report. `reuse_finished`: a run directory whose result.json holds these
-    very settings is read back instead (an interrupted comparison resumes run by run)."""
+    very settings is read back instead (an interrupted comparison resumes run by run). `mlflow`: a
+    tracking URI the run is also logged to (settings, per-round metrics, report, best prompt;
+    `integrations.mlflow_run`)."""
+    run_dir = run_dir_for(settings, out)
+    if mlflow is None:
+        return (await _run_and_report(settings, run_dir, optimizer, on_event, on_progress, on_note, report,
+                                      reuse_finished))[0]
+    from dlmpo.integrations.mlflow_run import MLflowRun
+
+    with MLflowRun(mlflow, settings, run_dir) as tracking:
+        result, files = await _run_and_report(settings, run_dir, optimizer, tracking.chained(on_event), on_progress,
+                                              on_note, report, reuse_finished)
+        on_note(f"logged to MLflow run {tracking.finish(result, files)} (experiment '{tracking.experiment}', {mlflow}).")
+    return result
+
+
+async def _run_and_report(settings: OptimizeSettings, run_dir: Path, optimizer: str | None, on_event,
+                          on_progress: Progress | None, on_note: Note, report: bool,
+                          reuse_finished: bool) -> tuple[OptimizeResult, dict[str, Path]]:
+    """The result and the report's files (none when `report` is off)."""
     from dlmpo.optimizers import optimizer_named
     from dlmpo.scale.grid import finished_result
 
-    run_dir = run_dir_for(settings, out)
     name = optimizer or settings.proposer
     result = finished_result(settings, run_dir) if reuse_finished else None
     if result is None:
@@ -100,11 +118,11 @@ async def run_optimizer_async(settings: OptimizeSettings, out: str | Path | None
             result = await optimizer_obj.run()
         else:
             result = await entry.run(settings, run_dir, on_event)
-    if report:
-        from dlmpo.report.render import write_report as render
+    if not report:
+        return result, {}
+    from dlmpo.report.render import write_report as render
 
-        render(run_dir, result)
-    return result
+    return result, render(run_dir, result)
 
 
 def run_optimizer(settings: OptimizeSettings, out: str | Path | None = None, **kwargs: Any) -> OptimizeResult:

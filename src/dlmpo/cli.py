@@ -99,6 +99,10 @@ def optimize_command(
     config: Optional[Path] = CONFIG_OPT,
     sets: Optional[list[str]] = SET_OPT,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the call and cost estimate, then stop."),
+    mlflow: Optional[str] = typer.Option(None, "--mlflow", metavar="URI",
+                                         help="Also log the run into MLflow at this tracking URI, e.g. sqlite:///mlflow.db "
+                                              "or http://host:5000 (pip install 'dlmpo[mlflow]'): settings, per-round "
+                                              "metrics, the report and the best prompt."),
     json_out: bool = JSON_OPT,
     **flags,
 ) -> None:
@@ -111,7 +115,7 @@ def optimize_command(
     ui.print(f"run directory: {run_dir}")
     with ui.progress() as progress:
         result = api.run_optimizer(settings, run_dir, on_event=printing.optimizer_events(ui), on_note=ui.note,
-                                   on_progress=Bars(progress, one=True))
+                                   on_progress=Bars(progress, one=True), mlflow=mlflow)
     printing.optimized(ui, run_dir, result)
 
 
