@@ -1,17 +1,22 @@
 """What the integrations share: the DLM writer (the optimizer's own DLM proposer, built from
-OptimizeSettings so that its defaults live once), the readability gate, running a coroutine from
-synchronous code, and the one sentence for a missing package."""
+OptimizeSettings so that its defaults live once) and its readability gate; `EditSearch`, the
+propose -> screen -> sign-test turn of the DSPy teleprompter and the MLflow optimizer, under a
+call budget; the traces the canvas shows (failures first); any value as canvas text; running a
+coroutine from synchronous code; and the one sentence for a missing package."""
 
 from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import threading
-from typing import Any, Sequence
+from collections.abc import Mapping
+from typing import Any, Callable, Sequence
 
 from dlmpo.dlm import ContextItem
 from dlmpo.errors import UserError
 from dlmpo.optimizer.proposers import Proposal, prompt_key
+from dlmpo.optimizer.selection import judge, paired
 
 EXTRA_HINT = {"dspy": "pip install 'dlmpo[dspy]' (or pip install dspy)",
               "gepa": "pip install 'dlmpo[gepa]' (or pip install gepa)",
@@ -99,3 +104,92 @@ class DLMWriter:
             if p.failure is None and prompt_key(p.prompt) != prompt_key(incumbent):
                 return p.prompt
         return incumbent
+
+
+def as_text(value: Any) -> str:
+    """A value as canvas text: strings as they are, mappings as `key: value` lines, the rest as JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        return "\n".join(f"{k}: {as_text(v)}" for k, v in value.items())
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def failures_first(items: list[ContextItem], limit: int) -> list[ContextItem]:
+    """The traces the canvas shows: lowest scores first (unscored ones after), at most `limit`."""
+    ranked = sorted(items, key=lambda c: (c.score is None, c.score if c.score is not None else 0.0))
+    return ranked[:limit]
+
+
+def mean(scores: list[float]) -> float:
+    return sum(scores) / len(scores)
+
+
+class BudgetSpent(Exception):
+    """The next batch would cross the caller's call budget: the search stops cleanly."""
+
+
+class EditSearch:
+    """One component's turn of a round, as the DSPy teleprompter and the MLflow optimizer take it:
+    the DLM writes `candidates` edits of the incumbent from the traces (earlier challengers of the
+    same component are drawn again), each is screened on the incumbent's own batch (paired wins -
+    losses >= `min_gain`), and the best must pass the sign test on val (`significance`) to replace
+    the incumbent. `max_calls` bounds the scored examples, charged before every batch. Every
+    candidate and decision is a record in `history` (and handed to `on_record`); `who` and `what`
+    name the component and its text in them (predictor/instructions, prompt/template)."""
+
+    def __init__(self, writer: DLMWriter, *, candidates: int, min_gain: int, significance: float,
+                 max_calls: int | None, who: str, what: str,
+                 on_record: Callable[[dict], None] | None = None):
+        self.writer, self.candidates, self.min_gain, self.significance = writer, candidates, min_gain, significance
+        self.max_calls, self.who, self.what = max_calls, who, what
+        self.on_record = on_record
+        self.calls = 0
+        self.history: list[dict] = []
+
+    def log(self, record: dict) -> None:
+        self.history.append(record)
+        if self.on_record is not None:
+            self.on_record(record)
+
+    def charge(self, n: int) -> None:
+        """Count `n` scored examples, or BudgetSpent (nothing counted) when they do not fit."""
+        if self.max_calls is not None and self.calls + n > self.max_calls:
+            raise BudgetSpent
+        self.calls += n
+
+    def turn(self, round_index: int, name: str, incumbent: str, context: list[ContextItem], *,
+             incumbent_screen: list[float], incumbent_val: list[float],
+             screen: Callable[[str], list[float]], validate: Callable[[str], list[float]],
+             reject: Callable[[str], str | None] = lambda text: None) -> tuple[str | None, list[float]]:
+        """(the accepted edit or None, the val scores of the incumbent after the turn). `screen`
+        and `validate` score a text on the screening batch and on val (charging the budget);
+        `reject` is the caller's own check of an edit (a reason, or None)."""
+        judged = {prompt_key(r[self.what]) for r in self.history if r.get(self.who) == name and self.what in r}
+        best: tuple[int, str] | None = None
+        for p in self.writer.propose(incumbent, context, self.candidates, avoid=frozenset(judged)):
+            record = {"type": "candidate", "round": round_index, self.who: name, self.what: p.prompt,
+                      "traces": len(context)}
+            reason = p.failure or reject(p.prompt)
+            if reason is None and prompt_key(p.prompt) == prompt_key(incumbent):
+                reason = "repeats the incumbent"
+            if reason is not None:
+                self.log({**record, "rejected": reason})
+                continue
+            wins, losses = paired(screen(p.prompt), incumbent_screen)
+            self.log({**record, "screen": {"wins": wins, "losses": losses}})
+            if wins - losses >= self.min_gain and (best is None or wins - losses > best[0]):
+                best = (wins - losses, p.prompt)
+        decision = {"type": "decision", "round": round_index, self.who: name}
+        if best is None:
+            self.log({**decision, "accepted": False, "reason": "no candidate ahead on the screening batch"})
+            return None, incumbent_val
+        text = best[1]
+        val = validate(text)
+        verdict = judge(val, incumbent_val, self.significance)
+        self.log({**decision, "accepted": verdict.significant, self.what: text, "val": mean(val),
+                  "verdict": verdict.to_json(), "describe": verdict.describe(mean(val), mean(incumbent_val))})
+        return (text, val) if verdict.significant else (None, incumbent_val)

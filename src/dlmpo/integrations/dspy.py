@@ -34,9 +34,7 @@ from typing import Any, Callable
 
 from dlmpo.dlm import ContextItem
 from dlmpo.errors import UserError
-from dlmpo.integrations.common import DLMWriter, require
-from dlmpo.optimizer.proposers import prompt_key
-from dlmpo.optimizer.selection import judge, paired
+from dlmpo.integrations.common import BudgetSpent, DLMWriter, EditSearch, as_text, failures_first, mean, require
 
 
 def _dspy():
@@ -136,19 +134,11 @@ def read_metric(result: Any) -> tuple[float, str | None]:
                         "dspy.Prediction(score=..., feedback=...).") from None
 
 
-def _format(fields: dict) -> str:
-    return "\n".join(f"{k}: {v}" for k, v in fields.items())
-
-
 # ---------------------------------------------------------------- the teleprompter
 
 
 def _teleprompter_base():
     return _dspy().teleprompt.Teleprompter
-
-
-class _Budget(Exception):
-    pass
 
 
 def DLMPO(metric: Callable, dlm: str = "embedded", *, rounds: int = 2, candidates: int = 2,
@@ -182,8 +172,7 @@ def _dlmpo_class():
             if not 0 < significance <= 1:
                 raise UserError(f"DLMPO's significance must lie in (0, 1], got {significance}.")
             self.metric, self.rounds, self.candidates, self.max_calls = metric, rounds, candidates, max_calls
-            self.significance, self.batch_size, self.context_traces = significance, batch_size, context_traces
-            self.min_gain, self.task_lm = min_gain, task_lm
+            self.batch_size, self.context_traces, self.task_lm = batch_size, context_traces, task_lm
             self.run_dir = None
             if run_dir is not None:
                 from dlmpo.runs.rundir import RunDir
@@ -191,21 +180,15 @@ def _dlmpo_class():
                 self.run_dir = RunDir(run_dir)
             self.writer = writer or DLMWriter(dlm, **dlm_settings)
             self.dlm = dlm
-            self.calls = 0
-            self.history: list[dict] = []  # one record per candidate judged, and the decisions
+            self.search = EditSearch(self.writer, candidates=candidates, min_gain=min_gain, significance=significance,
+                                     max_calls=max_calls, who="predictor", what="instructions",
+                                     on_record=None if self.run_dir is None else self.run_dir.append)
             self.per_predictor = _takes_predictor(metric)
 
+        calls = property(lambda self: self.search.calls)  # program runs (metric calls) so far
+        history = property(lambda self: self.search.history)  # one record per candidate judged, and the decisions
+
         # -------------------------------------------------- running the program
-
-        def _log(self, event: dict) -> None:
-            self.history.append(event)
-            if self.run_dir is not None:
-                self.run_dir.append(event)
-
-        def _charge(self, n: int) -> None:
-            if self.max_calls is not None and self.calls + n > self.max_calls:
-                raise _Budget
-            self.calls += n
 
         def _run(self, program, example, name=None, predictor=None) -> Outcome:
             context = dict(trace=[])
@@ -227,7 +210,7 @@ def _dlmpo_class():
             return Outcome(score, feedback, trace)
 
         def _evaluate(self, program, examples, name=None, predictor=None) -> list[Outcome]:
-            self._charge(len(examples))
+            self.search.charge(len(examples))
             return [self._run(program, ex, name, predictor) for ex in examples]
 
         def _context(self, outcomes: list[Outcome], predictor) -> list[ContextItem]:
@@ -236,11 +219,10 @@ def _dlmpo_class():
                 for pred, inputs, outputs in o.trace:
                     if pred is predictor:
                         out = outputs.toDict() if hasattr(outputs, "toDict") else dict(outputs)
-                        items.append(ContextItem(_format(inputs), _format(out), o.score, o.feedback))
+                        items.append(ContextItem(as_text(dict(inputs)), as_text(out), o.score, o.feedback))
                 if o.error is not None and not any(t[0] is predictor for t in o.trace):
                     items.append(ContextItem("(the program failed before this step)", "", o.score, o.feedback))
-            items.sort(key=lambda c: c.score)
-            return items[:self.context_traces]
+            return failures_first(items, self.context_traces)
 
         # -------------------------------------------------- compile
 
@@ -253,62 +235,40 @@ def _dlmpo_class():
             names = [name for name, _ in program.named_predictors()]
             if not names:
                 raise UserError("DLMPO.compile: the program has no predictors to optimize.")
-            self._log({"type": "run_start", "optimizer": "dlmpo-dspy", "dlm": self.dlm, "predictors": names,
+            self.search.log({"type": "run_start", "optimizer": "dlmpo-dspy", "dlm": self.dlm, "predictors": names,
                        "train": len(trainset), "val": len(valset), "rounds": self.rounds,
                        "candidates": self.candidates, "max_calls": self.max_calls})
             stop = "rounds"
             try:
                 incumbent_val = [o.score for o in self._evaluate(program, valset)]
-                seed_val = sum(incumbent_val) / len(incumbent_val)
-                self._log({"type": "seed", "val": seed_val})
+                self.search.log({"type": "seed", "val": mean(incumbent_val)})
                 start = 0
                 for round_index in range(self.rounds):
                     for name in names:
                         batch = [trainset[(start + i) % len(trainset)] for i in range(min(self.batch_size, len(trainset)))]
                         start += len(batch)
                         program, incumbent_val = self._step(program, name, batch, valset, incumbent_val, round_index)
-            except _Budget:
+            except BudgetSpent:
                 stop = "max_calls"
             best = {name: p.signature.instructions for name, p in program.named_predictors()}
             if self.run_dir is not None:
                 self.run_dir.write_best(json.dumps(best, indent=2, ensure_ascii=False))
-            self._log({"type": "run_end", "stop_reason": stop, "calls": self.calls, "instructions": best})
+            self.search.log({"type": "run_end", "stop_reason": stop, "calls": self.calls, "instructions": best})
             program.dlmpo_history = self.history
             return program
 
         def _step(self, program, name, batch, valset, incumbent_val, round_index):
             predictor = dict(program.named_predictors())[name]
-            incumbent = predictor.signature.instructions
             traced = self._evaluate(program, batch, name, predictor)
-            context = self._context(traced, predictor)
-            judged = {prompt_key(e["instructions"]) for e in self.history if e.get("predictor") == name
-                      and "instructions" in e}
-            proposals = self.writer.propose(incumbent, context, self.candidates, avoid=frozenset(judged))
-            best = None
-            for p in proposals:
-                record = {"type": "candidate", "round": round_index, "predictor": name, "instructions": p.prompt,
-                          "traces": len(context)}
-                if p.failure is not None or prompt_key(p.prompt) == prompt_key(incumbent):
-                    self._log({**record, "rejected": p.failure or "repeats the incumbent"})
-                    continue
-                challenger = self._with_instructions(program, name, p.prompt)
-                screen = [o.score for o in self._evaluate(challenger, batch, name)]
-                wins, losses = paired(screen, [o.score for o in traced])
-                self._log({**record, "screen": {"wins": wins, "losses": losses}})
-                if wins - losses >= self.min_gain and (best is None or wins - losses > best[0]):
-                    best = (wins - losses, challenger, p.prompt)
-            if best is None:
-                self._log({"type": "decision", "round": round_index, "predictor": name, "accepted": False,
-                           "reason": "no candidate ahead on the screening batch"})
-                return program, incumbent_val
-            _, challenger, text = best
-            val = [o.score for o in self._evaluate(challenger, valset)]
-            verdict = judge(val, incumbent_val, self.significance)
-            mean = sum(val) / len(val)
-            self._log({"type": "decision", "round": round_index, "predictor": name, "accepted": verdict.significant,
-                       "instructions": text, "val": mean, "verdict": verdict.to_json(),
-                       "describe": verdict.describe(mean, sum(incumbent_val) / len(incumbent_val))})
-            return (challenger, val) if verdict.significant else (program, incumbent_val)
+
+            def scores(text, examples, *named):
+                return [o.score for o in self._evaluate(self._with_instructions(program, name, text), examples, *named)]
+
+            accepted, incumbent_val = self.search.turn(
+                round_index, name, predictor.signature.instructions, self._context(traced, predictor),
+                incumbent_screen=[o.score for o in traced], incumbent_val=incumbent_val,
+                screen=lambda text: scores(text, batch, name), validate=lambda text: scores(text, valset))
+            return (program if accepted is None else self._with_instructions(program, name, accepted)), incumbent_val
 
         @staticmethod
         def _with_instructions(program, name, text):

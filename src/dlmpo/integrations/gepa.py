@@ -10,30 +10,18 @@ edits all fail the gate is returned unchanged, and GEPA's minibatch check then r
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
 from dlmpo.dlm import ContextItem
-from dlmpo.integrations.common import DLMWriter, require
+from dlmpo.integrations.common import DLMWriter, as_text, failures_first, require
 
 INPUT_KEYS = ("Inputs", "inputs", "input", "query", "user")
 OUTPUT_KEYS = ("Generated Outputs", "generated_outputs", "outputs", "output", "assistant")
 FEEDBACK_KEYS = ("Feedback", "feedback")
 SCORE_KEYS = ("Score", "score")
 SCORE_IN_FEEDBACK = re.compile(r"^\s*score:?\s*(-?\d+(?:\.\d+)?)\.?\s*", re.I)
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, Mapping):
-        return "\n".join(f"{k}: {_text(v)}" for k, v in value.items())
-    try:
-        return json.dumps(value, ensure_ascii=False, default=str)
-    except TypeError:
-        return str(value)
 
 
 def _first(row: Mapping[str, Any], keys: Sequence[str]) -> Any:
@@ -53,7 +41,7 @@ def context_items(rows: Sequence[Mapping[str, Any]]) -> list[ContextItem]:
         if query is None or output is None:
             continue
         feedback = _first(row, FEEDBACK_KEYS)
-        feedback = None if feedback is None else _text(feedback)
+        feedback = None if feedback is None else as_text(feedback)
         score = _first(row, SCORE_KEYS)
         if score is None and feedback:
             m = SCORE_IN_FEEDBACK.match(feedback)
@@ -63,14 +51,8 @@ def context_items(rows: Sequence[Mapping[str, Any]]) -> list[ContextItem]:
             score = None if score is None else float(score)
         except (TypeError, ValueError):
             score = None
-        items.append(ContextItem(_text(query), _text(output), score, feedback))
+        items.append(ContextItem(as_text(query), as_text(output), score, feedback))
     return items
-
-
-def failures_first(items: list[ContextItem], limit: int) -> list[ContextItem]:
-    """The traces the canvas shows: lowest scores first (unscored ones after), at most `limit`."""
-    ranked = sorted(items, key=lambda c: (c.score is None, c.score if c.score is not None else 0.0))
-    return ranked[:limit]
 
 
 def dlm_proposer(dlm: str = "embedded", *, candidates: int = 1, context_traces: int = 6,

@@ -17,16 +17,13 @@ by MLflow), prompts are optimized one at a time (no coupled edits)."""
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from typing import Any
 
 from dlmpo.dlm import ContextItem
 from dlmpo.errors import UserError
-from dlmpo.integrations.common import DLMWriter, require
-from dlmpo.optimizer.proposers import prompt_key
-from dlmpo.optimizer.selection import judge, paired
+from dlmpo.integrations.common import BudgetSpent, DLMWriter, EditSearch, as_text, failures_first, mean, require
 
 VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][\w.]*)\s*\}\}")
 
@@ -38,24 +35,16 @@ def _mlflow_base():
     return BasePromptOptimizer
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict):
-        return "\n".join(f"{k}: {_text(v)}" for k, v in value.items())
-    return json.dumps(value, ensure_ascii=False, default=str)
-
-
 def context_items(records) -> list[ContextItem]:
-    """MLflow's EvaluationResultRecords as DLM traces, lowest scores first."""
+    """MLflow's EvaluationResultRecords as DLM traces."""
     items = []
     for r in records:
         feedback = "; ".join(f"{k}: {v}" for k, v in (r.rationales or {}).items() if v) or None
-        expected = None if r.expectations in (None, {}, "") else _text(r.expectations)
+        expected = None if r.expectations in (None, {}, "") else as_text(r.expectations)
         if expected and (feedback is None or expected not in feedback):
             feedback = f"{feedback + '; ' if feedback else ''}expected: {expected}"
-        items.append(ContextItem(_text(r.inputs), _text(r.outputs), r.score, feedback))
-    return sorted(items, key=lambda c: (c.score is None, c.score or 0.0))
+        items.append(ContextItem(as_text(r.inputs), as_text(r.outputs), r.score, feedback))
+    return items
 
 
 def _scores(records) -> list[float]:
@@ -79,11 +68,6 @@ def DLMPromptOptimizer(dlm: str = "embedded", *, rounds: int = 2, candidates: in
 
 _CLASS = None
 
-
-class _Budget(Exception):
-    pass
-
-
 def _optimizer_class():
     global _CLASS
     if _CLASS is not None:
@@ -95,16 +79,16 @@ def _optimizer_class():
             if rounds < 1 or candidates < 1 or screen_size < 1 or (max_metric_calls is not None and max_metric_calls < 1):
                 raise UserError("DLMPromptOptimizer needs rounds, candidates, screen_size and max_metric_calls of at least 1.")
             self.dlm, self.rounds, self.candidates, self.max_metric_calls = dlm, rounds, candidates, max_metric_calls
-            self.significance, self.screen_size, self.context_traces = significance, screen_size, context_traces
-            self.min_gain, self.seed = min_gain, seed
+            self.screen_size, self.context_traces, self.seed = screen_size, context_traces, seed
             self.writer = writer or DLMWriter(dlm, seed=seed, **dlm_settings)
-            self.calls = 0
-            self.history: list[dict] = []
+            self.search = EditSearch(self.writer, candidates=candidates, min_gain=min_gain, significance=significance,
+                                     max_calls=max_metric_calls, who="prompt", what="template")
+
+        calls = property(lambda self: self.search.calls)  # rows scored so far
+        history = property(lambda self: self.search.history)  # one record per candidate judged, and the decisions
 
         def _eval(self, eval_fn, prompts, rows):
-            if self.max_metric_calls is not None and self.calls + len(rows) > self.max_metric_calls:
-                raise _Budget
-            self.calls += len(rows)
+            self.search.charge(len(rows))
             return eval_fn(dict(prompts), rows)
 
         def optimize(self, eval_fn, train_data, target_prompts, enable_tracking=True):
@@ -119,7 +103,7 @@ def _optimizer_class():
             prompts = dict(target_prompts)
             log = _tracker(enable_tracking)
             incumbent_val = _scores(self._eval(eval_fn, prompts, val))
-            initial = sum(incumbent_val) / len(incumbent_val)
+            initial = mean(incumbent_val)
             log("dlmpo_val_score", initial, 0)
             step, start, stop = 0, 0, "rounds"
             try:
@@ -131,48 +115,34 @@ def _optimizer_class():
                         accepted, incumbent_val = self._step(eval_fn, prompts, name, batch, val, incumbent_val,
                                                              round_index)
                         step += 1
-                        log("dlmpo_val_score", sum(incumbent_val) / len(incumbent_val), step)
+                        log("dlmpo_val_score", mean(incumbent_val), step)
                         log("dlmpo_accepted", float(accepted), step)
-            except _Budget:
+            except BudgetSpent:
                 stop = "max_metric_calls"
-            final = sum(incumbent_val) / len(incumbent_val)
-            self.history.append({"type": "run_end", "stop_reason": stop, "metric_calls": self.calls,
+            final = mean(incumbent_val)
+            self.search.log({"type": "run_end", "stop_reason": stop, "metric_calls": self.calls,
                                  "initial_val": initial, "final_val": final})
             return PromptOptimizerOutput(optimized_prompts=prompts, initial_eval_score=initial, final_eval_score=final)
 
         def _step(self, eval_fn, prompts, name, batch, val, incumbent_val, round_index):
             incumbent = prompts[name]
             traced = self._eval(eval_fn, prompts, batch)
-            base = _scores(traced)
-            context = context_items(traced)[:self.context_traces]
-            judged = {prompt_key(h["template"]) for h in self.history if h.get("prompt") == name and "template" in h}
-            best = None
-            for p in self.writer.propose(incumbent, context, self.candidates, avoid=frozenset(judged)):
-                record = {"type": "candidate", "round": round_index, "prompt": name, "template": p.prompt}
-                lost = missing_variables(p.prompt, incumbent)
-                reason = p.failure or ("drops the variables " + ", ".join(sorted(lost)) if lost else None)
-                if reason is None and prompt_key(p.prompt) == prompt_key(incumbent):
-                    reason = "repeats the incumbent"
-                if reason is not None:
-                    self.history.append({**record, "rejected": reason})
-                    continue
-                screen = _scores(self._eval(eval_fn, {**prompts, name: p.prompt}, batch))
-                wins, losses = paired(screen, base)
-                self.history.append({**record, "screen": {"wins": wins, "losses": losses}})
-                if wins - losses >= self.min_gain and (best is None or wins - losses > best[0]):
-                    best = (wins - losses, p.prompt)
-            if best is None:
-                self.history.append({"type": "decision", "round": round_index, "prompt": name, "accepted": False,
-                                     "reason": "no candidate ahead on the screening rows"})
-                return False, incumbent_val
-            scores = _scores(self._eval(eval_fn, {**prompts, name: best[1]}, val))
-            verdict = judge(scores, incumbent_val, self.significance)
-            self.history.append({"type": "decision", "round": round_index, "prompt": name, "template": best[1],
-                                 "accepted": verdict.significant, "verdict": verdict.to_json()})
-            if verdict.significant:
-                prompts[name] = best[1]
-                return True, scores
-            return False, incumbent_val
+
+            def scores(template, rows):
+                return _scores(self._eval(eval_fn, {**prompts, name: template}, rows))
+
+            def drops_variables(template):
+                lost = missing_variables(template, incumbent)
+                return "drops the variables " + ", ".join(sorted(lost)) if lost else None
+
+            accepted, incumbent_val = self.search.turn(
+                round_index, name, incumbent, failures_first(context_items(traced), self.context_traces),
+                incumbent_screen=_scores(traced), incumbent_val=incumbent_val,
+                screen=lambda template: scores(template, batch), validate=lambda template: scores(template, val),
+                reject=drops_variables)
+            if accepted is not None:
+                prompts[name] = accepted
+            return accepted is not None, incumbent_val
 
     DLMPromptOptimizerImpl.__name__ = DLMPromptOptimizerImpl.__qualname__ = "DLMPromptOptimizer"
     _CLASS = DLMPromptOptimizerImpl
