@@ -4,8 +4,7 @@ held-out evaluation, a wall-clock limit, and resume across sessions.
     out/
       train_config.json   the settings (a resumed run must match them)
       log.jsonl           train / eval / slice events: step, tokens seen, loss, accuracy, seconds
-      checkpoint.pt       what resuming needs: trainable weights, optimizer state (moments in
-                          bf16 to keep the file small), step, schedule, RNG state; written atomically
+      checkpoint.pt       what resuming needs (`state.TrainState.checkpoint`), written atomically
       adapter.safetensors LoRA weights (+ the mask token's embedding row when it is trained), or
                           model.safetensors for full fine-tuning
 
@@ -14,11 +13,10 @@ resumes it; `steps` may then be raised to continue a finished run."""
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable
 
@@ -26,15 +24,18 @@ import torch
 
 from dlmpo.devices import check_device
 from dlmpo.dlm import DiffusionLM, load_dlm
-from dlmpo.dlm.adapter import MASK_ROW, add_lora, attention_kind, configure_for, input_embeddings
+from dlmpo.dlm.adapter import MASK_ROW, add_lora, attention_kind, configure_for
 from dlmpo.dlm.base import NativeDLM
 from dlmpo.dlm.modeling import attention_pattern
 from dlmpo.errors import UserError
-from dlmpo.files import check_out_dir, end_cut_line, load_torch, read_json, save_torch
+from dlmpo.files import check_out_dir, load_torch, read_json, save_torch
+from dlmpo.runs.rundir import EventLog, bind_config
 from dlmpo.train.data import Encoded, collate, encode_rows, read_rows
 from dlmpo.train.objective import MASKINGS, apply_masks, loss_rows, maskable, masked_loss
+from dlmpo.train.state import CHECKPOINT_KEYS, MaskRow, TrainState, trainable_state
 
 EVAL_ON = ("target", "context", "all")
+VOLATILE = ("device", "eval_every", "save_every", "steps", "time_limit", "init_from")  # a resumed run may change them
 
 
 @dataclass
@@ -89,8 +90,12 @@ class TrainConfig:
         check_device(self.device)
 
     def identity(self) -> dict:
-        volatile = ("device", "eval_every", "save_every", "steps", "time_limit", "init_from")
-        return {k: v for k, v in asdict(self).items() if k not in volatile}
+        return self.identity_in(asdict(self))
+
+    @classmethod
+    def identity_in(cls, record: dict) -> dict:
+        """The settings that define a run's result, out of a train_config.json's record."""
+        return {f.name: record.get(f.name) for f in fields(cls) if f.name not in VOLATILE}
 
 
 # the command line's help of each setting (`dlmpo train --help` adds the defaults above)
@@ -149,34 +154,6 @@ def masked_step(dlm: DiffusionLM, ids, noisy, real, masked, t, allowed, pattern=
     return masked_loss(logits, ids.gather(1, positions), valid, t, allowed)
 
 
-class MaskRow(torch.nn.Module):
-    """A trainable embedding for the mask token alone, swapped in after the (frozen) embedding
-    lookup: the rest of the vocabulary, and the tied output head, stay as they are."""
-
-    def __init__(self, dlm: DiffusionLM):
-        super().__init__()
-        emb = input_embeddings(dlm)
-        self.mask_id = dlm.mask_token_id
-        self.row = torch.nn.Parameter(emb.weight[self.mask_id].detach().clone().float())
-        self.handle = emb.register_forward_hook(self._swap)
-        self._ids: torch.Tensor | None = None
-        self.pre = emb.register_forward_pre_hook(self._remember)
-
-    def _remember(self, module, args):
-        self._ids = args[0]
-
-    def _swap(self, module, args, output):
-        is_mask = (self._ids == self.mask_id)[..., None]
-        return torch.where(is_mask, self.row.to(output.dtype), output)
-
-
-def trainable_state(dlm: DiffusionLM, mask_row: MaskRow | None = None) -> dict[str, torch.Tensor]:
-    state = {n: p.detach().cpu().contiguous() for n, p in dlm.model.named_parameters() if p.requires_grad}
-    if mask_row is not None:
-        state[MASK_ROW] = mask_row.row.detach().cpu().clone()
-    return state
-
-
 @torch.no_grad()
 def evaluate_masked(dlm: DiffusionLM, examples: list[Encoded], *, on: str = "target", ratio: float = 0.5,
                     batch_size: int = 8, seed: int = 1234, attention: str = "full") -> dict[str, float]:
@@ -207,54 +184,47 @@ def evaluate_masked(dlm: DiffusionLM, examples: list[Encoded], *, on: str = "tar
     return {"loss": total_ce / max(total, 1), "accuracy": total_correct / max(total, 1), "tokens": int(total)}
 
 
-def _compact_optimizer(state: dict) -> dict:
-    """Adam moments in bf16: a third of the checkpoint, at a precision the moments do not miss."""
-    out = {"param_groups": state["param_groups"], "state": {}}
-    for k, s in state["state"].items():
-        out["state"][k] = {n: (v.to(torch.bfloat16) if n in ("exp_avg", "exp_avg_sq") else v) for n, v in s.items()}
-    return out
-
-
-def _expand_optimizer(state: dict) -> dict:
-    return {"param_groups": state["param_groups"], "state": {
-        k: {n: (v.float() if n in ("exp_avg", "exp_avg_sq") else v) for n, v in s.items()}
-        for k, s in state["state"].items()}}
-
-
 class Trainer:
+    """A training run in four parts over one `TrainState`: set up (data, model, optimizer), resume
+    (from the checkpoint, or from exported weights), step until `steps` or the time limit, finish
+    (the slice's log line, the checkpoint, the exported weights)."""
+
     def __init__(self, cfg: TrainConfig, on_log: Callable[[dict], None] | None = None):
         cfg.validate()
         self.cfg = cfg
         self.out = Path(cfg.out)
         self.on_log = on_log or (lambda e: None)
-
-    def _bind(self) -> None:
-        check_out_dir(self.out)
-        path = self.out / "train_config.json"
-        if path.exists():
-            saved = read_json(path, "Training config")
-            if {k: saved.get(k) for k in self.cfg.identity()} != self.cfg.identity():
-                changed = sorted(k for k, v in self.cfg.identity().items() if saved.get(k) != v)
-                raise UserError(f"{self.out} holds a training run with other settings ({', '.join(changed)}): "
-                                "use a new --out.")
-        path.write_text(json.dumps(asdict(self.cfg), indent=2))
+        self.log = EventLog(self.out / "log.jsonl")
+        self.checkpoint_file = self.out / "checkpoint.pt"
 
     def run(self, progress=None) -> dict:
-        from safetensors.torch import save_file
-
-        cfg = self.cfg
+        """Train (or go on training) and return the summary; `progress(step, steps, last)` after each step."""
         began = time.perf_counter()
+        state = self._setup()
+        self._resume(state)
+        self._log({"type": "data", "train": len(state.train), "train_dropped": state.dropped,
+                   "held_out": len(state.held_out), "held_out_dropped": state.held_out_dropped,
+                   "max_length": self.cfg.max_length})
+        eval_before = self._logged_eval(0)
+        if state.held_out and eval_before is None:
+            eval_before = self._held_out_eval(state)
+        stopped_by_time = self._train(state, began, progress)
+        return self._finish(state, stopped_by_time, eval_before)
+
+    def _setup(self) -> TrainState:
+        cfg = self.cfg
         rows = read_rows(cfg.data)  # the data is checked before anything is written or loaded
         held_rows = read_rows(cfg.eval_data) if cfg.eval_data else []
-        self._bind()
+        check_out_dir(self.out)
+        bind_config(self.out / "train_config.json", asdict(cfg), TrainConfig.identity_in,
+                    read=lambda path: read_json(path, "Training config"), what="training run")
         torch.manual_seed(cfg.seed)
         dlm = load_dlm(cfg.dlm, cfg.device)
         configure_for(dlm, cfg.attention)
         train, dropped = encode_rows(dlm, rows, cfg.max_length)
         if not train:
             raise UserError(f"No training example of {cfg.data} fits in {cfg.max_length} tokens.")
-        lengths = [len(e.input_ids) for e in train]
-        held_out, held_dropped = encode_rows(dlm, held_rows, cfg.max_length) if cfg.eval_data else ([], 0)
+        held_out, held_out_dropped = encode_rows(dlm, held_rows, cfg.max_length) if cfg.eval_data else ([], 0)
         if cfg.lora:
             add_lora(dlm, cfg.lora_rank, cfg.lora_alpha)
         else:
@@ -264,115 +234,19 @@ class Trainer:
         params = [p for p in dlm.model.parameters() if p.requires_grad] + ([mask_row.row] if mask_row else [])
         optim = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
         schedule = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: min(1.0, (s + 1) / max(cfg.warmup, 1)))
-        ckpt = self.out / "checkpoint.pt"
-        step = tokens_seen = 0
         gen = torch.Generator(device=dlm.device).manual_seed(cfg.seed)
-        end_cut_line(self.out / "log.jsonl")
-        log = (self.out / "log.jsonl").open("a", encoding="utf-8")
-        if ckpt.is_file():
-            state = load_torch(ckpt, "Checkpoint", keys=("trainable", "optimizer", "schedule", "generator", "step",
-                                                         "tokens_seen"), map_location=dlm.device, weights_only=True)
-            weights = state["trainable"]
-            if mask_row is not None:
-                with torch.no_grad():
-                    mask_row.row.copy_(weights.pop(MASK_ROW))
-            dlm.model.load_state_dict({k: v.to(dlm.device) for k, v in weights.items()}, strict=False)
-            optim.load_state_dict(_expand_optimizer(state["optimizer"]))
-            schedule.load_state_dict(state["schedule"])
-            gen.set_state(state["generator"].cpu())  # map_location put it on the device
-            step, tokens_seen = state["step"], state["tokens_seen"]
-            self._log(log, {"type": "resume", "step": step, "tokens_seen": tokens_seen})
-        elif cfg.init_from:
-            step, tokens_seen = self._init_from(dlm, mask_row, gen)
-            self._log(log, {"type": "init", "from": cfg.init_from, "step": step, "tokens_seen": tokens_seen})
-        self._log(log, {"type": "data", "train": len(train), "train_dropped": dropped, "held_out": len(held_out),
-                        "held_out_dropped": held_dropped, "max_length": cfg.max_length})
-        pad = dlm.tokenizer.pad_token_id if dlm.tokenizer.pad_token_id is not None else dlm.tokenizer.eos_token_id
-        eval_seconds = 0.0  # the last held-out evaluation's duration: a time-limited slice keeps room for one
+        return TrainState(dlm, train, held_out, dropped, held_out_dropped, mask_row, optim, schedule, gen)
 
-        def held_out_eval() -> dict:
-            nonlocal eval_seconds
-            began_eval = time.perf_counter()
-            metrics = evaluate_masked(dlm, held_out, on=cfg.eval_on, ratio=cfg.eval_ratio, attention=cfg.attention)
-            eval_seconds = time.perf_counter() - began_eval
-            self._log(log, {"type": "eval", "step": step, "tokens_seen": tokens_seen, **metrics})
-            return metrics
+    def _resume(self, state: TrainState) -> None:
+        if self.checkpoint_file.is_file():
+            state.restore(load_torch(self.checkpoint_file, "Checkpoint", keys=CHECKPOINT_KEYS,
+                                     map_location=state.dlm.device, weights_only=True))
+            self._log({"type": "resume", "step": state.step, "tokens_seen": state.tokens_seen})
+        elif self.cfg.init_from:
+            self._init_from(state)
+            self._log({"type": "init", "from": self.cfg.init_from, "step": state.step, "tokens_seen": state.tokens_seen})
 
-        first_eval = self._logged_eval(0)
-        if held_out and first_eval is None:
-            first_eval = held_out_eval()
-
-        def save() -> None:
-            save_torch({"trainable": trainable_state(dlm, mask_row), "optimizer": _compact_optimizer(optim.state_dict()),
-                          "schedule": schedule.state_dict(), "generator": gen.get_state(), "step": step,
-                          "tokens_seen": tokens_seen}, ckpt)
-
-        dlm.model.train()
-        start, start_step, start_tokens = time.perf_counter(), step, tokens_seen
-        last: dict = {}
-
-        def log_train() -> None:
-            elapsed = time.perf_counter() - start
-            self._log(log, {"type": "train", **last, "tokens_seen": tokens_seen,
-                            "tokens_per_s": round((tokens_seen - start_tokens) / max(elapsed, 1e-9), 1)})
-        stopped_by_time = False
-        autocast = torch.autocast(dlm.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
-        step_seconds = 0.0
-        while step < cfg.steps:
-            if cfg.time_limit is not None and (
-                    time.perf_counter() - began + step_seconds + eval_seconds > cfg.time_limit):
-                stopped_by_time = True
-                break
-            step_began = time.perf_counter()
-            batch = [train[i] for i in batch_indices(step, cfg.batch_size, lengths, cfg.seed)]
-            ids, target, real = (t.to(dlm.device) for t in collate(batch, pad))
-            allowed = maskable(target, real, cfg.masking)
-            noisy, masked, t, allowed = apply_masks(ids, allowed, dlm.mask_token_id, gen, target=target,
-                                                    span_fraction=cfg.span_fraction)
-            pattern = step_pattern(cfg.attention, step, ids.shape[1], dlm.device, gen)
-            with autocast:
-                loss, ce, acc = masked_step(dlm, ids, noisy, real, masked, t, allowed, pattern)
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optim.step()
-            schedule.step()
-            step += 1
-            tokens_seen += int(real.sum())
-            last = {"step": step, "loss": loss.item(), "masked_ce": ce.item(), "masked_acc": acc.item()}
-            if progress is not None:
-                progress(step, cfg.steps, last)
-            step_seconds = time.perf_counter() - step_began
-            if step % cfg.eval_every == 0 or step == cfg.steps:
-                log_train()
-                if held_out:
-                    held_out_eval()
-                    dlm.model.train()
-            if step % cfg.save_every == 0 or step == cfg.steps:
-                save()
-        if stopped_by_time and step > start_step:
-            if step % cfg.eval_every:  # each slice ends with its held-out metrics
-                log_train()
-                if held_out:
-                    held_out_eval()
-            save()
-        seconds = time.perf_counter() - start
-        self._log(log, {"type": "slice", "from_step": start_step, "to_step": step, "tokens": tokens_seen - start_tokens,
-                        "tokens_seen": tokens_seen, "seconds": round(seconds, 1),
-                        "stopped": "time limit" if stopped_by_time else "steps"})
-        dlm.model.eval()
-        weights = trainable_state(dlm, mask_row)
-        summary = {"out": str(self.out), "steps": step, "finished": step >= cfg.steps, "tokens_seen": tokens_seen,
-                   "seconds": round(seconds, 2), "train": last, "eval_before": first_eval, "eval_after": None}
-        if step >= cfg.steps:
-            save_file(weights, str(self.out / ("adapter.safetensors" if cfg.lora else "model.safetensors")))
-            if held_out:
-                summary["eval_after"] = self._logged_eval(step) or held_out_eval()
-        log.close()
-        summary["weights_mb"] = round(sum(v.numel() * v.element_size() for v in weights.values()) / 2**20, 3)
-        return summary
-
-    def _init_from(self, dlm: DiffusionLM, mask_row: MaskRow | None, gen: torch.Generator) -> tuple[int, int]:
+    def _init_from(self, state: TrainState) -> None:
         """Start from exported weights (e.g. the shipped adapter) with a fresh optimizer: the step
         and token counts continue from the export, so the batches do too."""
         from safetensors.torch import load_file
@@ -386,39 +260,112 @@ class Trainer:
             raise UserError(f"--init-from {folder / 'adapter.safetensors'} cannot be read ({type(exc).__name__}).") from None
         row = weights.pop(MASK_ROW, None)
         try:
-            result = dlm.model.load_state_dict({k: v.to(dlm.device) for k, v in weights.items()}, strict=False)
+            result = state.dlm.model.load_state_dict({k: v.to(state.dlm.device) for k, v in weights.items()}, strict=False)
         except RuntimeError:  # size mismatch
             raise UserError(f"--init-from {folder} was trained on another model or LoRA shape.") from None
         if result.unexpected_keys:
             raise UserError(f"--init-from {folder} was trained on another model or LoRA shape.")
-        if mask_row is not None and row is not None:
+        if state.mask_row is not None and row is not None:
             with torch.no_grad():
-                mask_row.row.copy_(row)
+                state.mask_row.row.copy_(row)
         info = read_json(folder / "train_config.json", "Adapter config") if (folder / "train_config.json").is_file() else {}
         try:
-            step, tokens = int(info.get("step", 0)), int(info.get("tokens_seen", 0))
+            state.step, state.tokens_seen = int(info.get("step", 0)), int(info.get("tokens_seen", 0))
         except (TypeError, ValueError):
             raise UserError(f"--init-from {folder}: train_config.json's step and tokens_seen must be integers.") from None
-        gen.manual_seed(self.cfg.seed * 1_000_003 + step)
-        return step, tokens
+        state.gen.manual_seed(self.cfg.seed * 1_000_003 + state.step)
+
+    def _train(self, state: TrainState, began: float, progress) -> bool:
+        """Steps until `steps`, evaluating and saving on their schedules. True when the time limit
+        stopped it first: one more step and a held-out evaluation would not have fitted."""
+        cfg = self.cfg
+        state.dlm.model.train()
+        state.slice_began, state.slice_step, state.slice_tokens = time.perf_counter(), state.step, state.tokens_seen
+        step_seconds = 0.0
+        while state.step < cfg.steps:
+            if cfg.time_limit is not None and (
+                    time.perf_counter() - began + step_seconds + state.eval_seconds > cfg.time_limit):
+                return True
+            step_began = time.perf_counter()
+            self._step(state)
+            if progress is not None:
+                progress(state.step, cfg.steps, state.last)
+            step_seconds = time.perf_counter() - step_began
+            if state.step % cfg.eval_every == 0 or state.step == cfg.steps:
+                self._log_progress(state)
+            if state.step % cfg.save_every == 0 or state.step == cfg.steps:
+                save_torch(state.checkpoint(), self.checkpoint_file)
+        return False
+
+    def _step(self, state: TrainState) -> None:
+        cfg, dlm = self.cfg, state.dlm
+        batch = [state.train[i] for i in batch_indices(state.step, cfg.batch_size, state.lengths, cfg.seed)]
+        ids, target, real = (t.to(dlm.device) for t in collate(batch, state.pad))
+        allowed = maskable(target, real, cfg.masking)
+        noisy, masked, t, allowed = apply_masks(ids, allowed, dlm.mask_token_id, state.gen, target=target,
+                                                span_fraction=cfg.span_fraction)
+        pattern = step_pattern(cfg.attention, state.step, ids.shape[1], dlm.device, state.gen)
+        with torch.autocast(dlm.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            loss, ce, acc = masked_step(dlm, ids, noisy, real, masked, t, allowed, pattern)
+        state.optim.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(state.params, 1.0)
+        state.optim.step()
+        state.schedule.step()
+        state.step += 1
+        state.tokens_seen += int(real.sum())
+        state.last = {"step": state.step, "loss": loss.item(), "masked_ce": ce.item(), "masked_acc": acc.item()}
+
+    def _finish(self, state: TrainState, stopped_by_time: bool, eval_before: dict | None) -> dict:
+        from safetensors.torch import save_file
+
+        cfg = self.cfg
+        if stopped_by_time and state.step > state.slice_step:
+            if state.step % cfg.eval_every:  # each slice ends with its held-out metrics
+                self._log_progress(state)
+            save_torch(state.checkpoint(), self.checkpoint_file)
+        seconds = time.perf_counter() - state.slice_began
+        self._log({"type": "slice", "from_step": state.slice_step, "to_step": state.step,
+                   "tokens": state.tokens_seen - state.slice_tokens, "tokens_seen": state.tokens_seen,
+                   "seconds": round(seconds, 1), "stopped": "time limit" if stopped_by_time else "steps"})
+        state.dlm.model.eval()
+        weights = trainable_state(state.dlm, state.mask_row)
+        finished = state.step >= cfg.steps
+        summary = {"out": str(self.out), "steps": state.step, "finished": finished, "tokens_seen": state.tokens_seen,
+                   "seconds": round(seconds, 2), "train": state.last, "eval_before": eval_before, "eval_after": None}
+        if finished:
+            save_file(weights, str(self.out / ("adapter.safetensors" if cfg.lora else "model.safetensors")))
+            if state.held_out:
+                summary["eval_after"] = self._logged_eval(state.step) or self._held_out_eval(state)
+        summary["weights_mb"] = round(sum(v.numel() * v.element_size() for v in weights.values()) / 2**20, 3)
+        return summary
+
+    def _log_progress(self, state: TrainState) -> None:
+        """The last step's training metrics, then the held-out ones when there is held-out data."""
+        elapsed = time.perf_counter() - state.slice_began
+        self._log({"type": "train", **state.last, "tokens_seen": state.tokens_seen,
+                   "tokens_per_s": round((state.tokens_seen - state.slice_tokens) / max(elapsed, 1e-9), 1)})
+        if state.held_out:
+            self._held_out_eval(state)
+
+    def _held_out_eval(self, state: TrainState) -> dict:
+        began = time.perf_counter()
+        metrics = evaluate_masked(state.dlm, state.held_out, on=self.cfg.eval_on, ratio=self.cfg.eval_ratio,
+                                  attention=self.cfg.attention)
+        state.eval_seconds = time.perf_counter() - began
+        self._log({"type": "eval", "step": state.step, "tokens_seen": state.tokens_seen, **metrics})
+        return metrics
 
     def _logged_eval(self, step: int) -> dict | None:
-        path = self.out / "log.jsonl"
-        if not path.is_file():
-            return None
+        """The held-out metrics an earlier slice logged at `step`, if any (the last of them)."""
         found = None
-        for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:  # a line cut by a kill
-                continue
-            if isinstance(event, dict) and event.get("type") == "eval" and event.get("step") == step:
+        for event in self.log.read():
+            if event.get("type") == "eval" and event.get("step") == step:
                 found = {k: event[k] for k in ("loss", "accuracy", "tokens")}
         return found
 
-    def _log(self, f, event: dict) -> None:
-        f.write(json.dumps({**event, "time": round(time.time(), 1)}) + "\n")
-        f.flush()
+    def _log(self, event: dict) -> None:
+        self.log.append(event)
         self.on_log(event)
 
 
