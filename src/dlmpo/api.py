@@ -240,7 +240,7 @@ def evaluate_split(task: str, split: str = "val", target: str = "embedded", *, p
 
 
 def _write_eval(out: Path, summary: EvalSummary, episodes) -> None:
-    from dlmpo.files import write_text_atomic
+    from dlmpo.files import atomic_write
 
     out.mkdir(parents=True, exist_ok=True)
     summary.result.write_traces(out / "traces.jsonl")
@@ -251,7 +251,7 @@ def _write_eval(out: Path, summary: EvalSummary, episodes) -> None:
         with (out / "episodes.jsonl").open("w", encoding="utf-8") as f:
             for ep in episodes:
                 f.write(json.dumps(episode_json(ep), ensure_ascii=False) + "\n")
-    write_text_atomic(out / "summary.json", json.dumps({**summary.to_json(), "prompt": summary.prompt}, indent=2))
+    atomic_write(out / "summary.json", json.dumps({**summary.to_json(), "prompt": summary.prompt}, indent=2))
     summary.written["summary"] = out / "summary.json"
 
 
