@@ -14,7 +14,9 @@
 #   helped; training continues stage 1's adapter on them (only the prompt is masked).
 #     STAGE=measured INIT_FROM=recipes/embedded_dlm/campaign_clean/export STEPS=600 TIME_LIMIT=40m \
 #       OUT=recipes/embedded_dlm/campaign_measured bash recipes/embedded_dlm/campaign.sh
-# On a GPU: DEVICE=cuda BATCH_SIZE=64 STEPS=20000 EVAL_EVERY=200 SAVE_EVERY=200 (the batch size is
+# bf16 autocast only where bf16 matmuls are fast (BF16=1, e.g. on a GPU): on this project's CPU, torch
+# 2.13's bf16 matmul backward falls back to its reference GEMM, 13x slower than float32 (measured).
+# On a GPU: BF16=1 DEVICE=cuda BATCH_SIZE=64 STEPS=20000 EVAL_EVERY=200 SAVE_EVERY=200 (the batch size is
 # part of a run's identity: use a separate OUT).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -29,7 +31,7 @@ if [ "${STAGE:-1}" = measured ]; then
   TRAIN=measured/edits.jsonl MASKING=target  # only the prompt is masked: the traces are what it must read
 fi
 ${DLMPO:-dlmpo} train --dlm smollm2:base --data "$DATA/${TRAIN:-train.jsonl}" --eval-data "$DATA/heldout.jsonl" \
-  --attention "${ATTENTION:-full}" --masking "${MASKING:-joint}" --span-fraction 0.5 --train-mask-row --bf16 --lora-rank 16 \
+  --attention "${ATTENTION:-full}" --masking "${MASKING:-joint}" --span-fraction 0.5 --train-mask-row ${BF16:+--bf16} --lora-rank 16 \
   --steps "${STEPS:-5000}" --batch-size "${BATCH_SIZE:-8}" --lr 5e-4 --warmup 20 --max-length 384 \
   --eval-every "${EVAL_EVERY:-60}" --save-every "${SAVE_EVERY:-20}" \
   --seed 0 --time-limit "${TIME_LIMIT:-100m}" ${INIT_FROM:+--init-from "$INIT_FROM"} --out "$OUT" \
