@@ -64,7 +64,7 @@ def optimizer_events(ui: UI):
                 ui.print(f"  candidate {c.index} \\[{c.strategy}] rejected: {escape(c.rejected)}")
             else:
                 drawn = f", drawn {c.draws}x" if c.draws > 1 else ""
-                ui.print(f"  candidate {c.index} \\[{c.strategy}] screening {c.minibatch:.3f} "
+                ui.print(f"  candidate {c.index} \\[{c.strategy}] screening {c.screen_score:.3f} "
                          f"(+{c.wins}/-{c.losses} vs incumbent), {c.nfe} DLM forwards {c.dlm_seconds:.1f}s{drawn}")
         elif isinstance(e, Decision):
             verdict = "accepted" if e.accepted else "kept incumbent"
@@ -169,6 +169,8 @@ def train_events(ui: UI, eval_on: str):
     def show(e: dict) -> None:
         if e["type"] == "eval":
             ui.print(f"step {e['step']}: held-out {eval_on} tokens loss {e['loss']:.4f}, accuracy {e['accuracy']:.4f}")
+        elif e["type"] == "warning":
+            ui.note(e["text"])
         elif e["type"] == "resume":
             ui.print(f"resuming at step {e['step']} ({e['tokens_seen']:,} tokens seen)")
         elif e["type"] == "data" and (e["train_dropped"] or e["held_out_dropped"]):

@@ -79,8 +79,8 @@ def test_worse_candidate_is_never_accepted(tmp_path, data_dir):
     result = asyncio.run(opt.run())
     assert result.best_prompt == result.seed_prompt
     assert result.rounds[0].accepted is False
-    scored = [c for c in result.rounds[0].candidates if c.minibatch is not None]
-    assert scored and all(c.minibatch <= result.rounds[0].incumbent_minibatch for c in scored)
+    scored = [c for c in result.rounds[0].candidates if c.screen_score is not None]
+    assert scored and all(c.screen_score <= result.rounds[0].incumbent_screen_score for c in scored)
 
 
 def test_call_budget_stops_before_being_exceeded(tmp_path, data_dir):
@@ -163,7 +163,7 @@ def test_ar_proposer_runs_the_same_loop(tmp_path, data_dir):
                                 optimizer_model="embedded")
     result = asyncio.run(Optimizer(settings, tmp_path / "ar").run())
     (round1,) = result.rounds
-    assert len(round1.candidates) == 2 and result.dlm == "ar:embedded"
+    assert len(round1.candidates) == 2 and result.writer == "ar:embedded"
     for c in round1.candidates:
         assert "[MASK:" not in c.prompt and c.prompt.startswith(result.seed_prompt)
         assert "[MASK:24]" in c.masked

@@ -104,15 +104,15 @@ def test_the_loop_rejects_unreadable_candidates_before_any_target_call(tmp_path,
     prompts = [appended(RECITALS[2]), appended(GUIDANCE[0])]
     result = asyncio.run(Optimizer(settings, tmp_path / "run", proposer=ListProposer(prompts)).run())
     bad, good = result.rounds[0].candidates
-    assert bad.rejected.startswith("unreadable") and bad.minibatch is None
-    assert good.rejected is None and good.minibatch is not None
+    assert bad.rejected.startswith("unreadable") and bad.screen_score is None
+    assert good.rejected is None and good.screen_score is not None
     assert result.unreadable() == (1, 2)
     write_report(tmp_path / "run")
     assert "Readability gate: rejected 1 of 2 candidates (50%)" in (tmp_path / "run" / "report.md").read_text()
 
     off = settings.model_copy(update={"readability": False})  # what --no-readability sets
     result = asyncio.run(Optimizer(off, tmp_path / "off", proposer=ListProposer(prompts)).run())
-    assert all(c.rejected is None and c.minibatch is not None for c in result.rounds[0].candidates)
+    assert all(c.rejected is None and c.screen_score is not None for c in result.rounds[0].candidates)
 
 
 def test_the_gate_can_be_switched_off_from_the_command_line():

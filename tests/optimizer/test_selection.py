@@ -188,6 +188,6 @@ def test_a_prompt_challenges_once_per_run(tmp_path, data_dir):
     first, *later = [r.candidates[0] for r in result.rounds]
     assert first.significance is not None and not result.rounds[0].accepted
     for c in later:  # rejected before screening: no call spent on it
-        assert c.rejected == "challenged on val in round 1" and c.minibatch is None and c.significance is None
+        assert c.rejected == "challenged on val in round 1" and c.screen_score is None and c.significance is None
     assert proposer.avoided == {1: set(), 2: {"Label the review. GOOD"}, 3: {"Label the review. GOOD"}}
     assert challenged_rounds(result.rounds) == {"Label the review. GOOD": 1}  # what a resumed run rebuilds

@@ -26,21 +26,20 @@ class Models:
     def open(cls, settings: OptimizeSettings, task: Task, calls_db: Path, *, writer: bool) -> Models:
         """Target, judge (feedback judge), τ-bench user model (bound to the task), and the writer
         when asked, all caching their calls in the run's `calls_db`."""
-        s = settings
-        prices = PriceTable.from_file(s.prices) if s.prices else None
-        kw = dict(cache_path=calls_db, concurrency=s.concurrency, rpm=s.rpm, tpm=s.tpm, prices=prices)
-        target = open_target(s.target, **kw)
-        judge = open_target(s.judge, **kw) if FEEDBACK[s.feedback].judge and s.judge else None
+        prices = PriceTable.from_file(settings.prices) if settings.prices else None
+        kw = dict(cache_path=calls_db, concurrency=settings.concurrency, rpm=settings.rpm, tpm=settings.tpm, prices=prices)
+        target = open_target(settings.target, **kw)
+        judge = open_target(settings.judge, **kw) if FEEDBACK[settings.feedback].judge and settings.judge else None
         user = None
         if is_episodic(task):
-            user = None if s.user_model == "scripted" else (
-                target if s.user_model == s.target else open_target(s.user_model, **kw))
+            user = None if settings.user_model == "scripted" else (
+                target if settings.user_model == settings.target else open_target(settings.user_model, **kw))
             task.bind_user_model(user)
         chat_writer = None
         if writer:
-            chat_writer = target if s.optimizer_model == s.target else open_target(s.optimizer_model, **kw)
+            chat_writer = target if settings.optimizer_model == settings.target else open_target(settings.optimizer_model, **kw)
         roles = [m for m in (target, judge, chat_writer, user) if m]
-        budget = Budget(roles, max_calls=s.max_calls, max_cost=s.max_cost, max_tokens=s.max_tokens)
+        budget = Budget(roles, max_calls=settings.max_calls, max_cost=settings.max_cost, max_tokens=settings.max_tokens)
         return cls(target, judge, chat_writer, user, budget)
 
     async def __aenter__(self) -> Models:

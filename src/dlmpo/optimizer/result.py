@@ -1,4 +1,5 @@
-"""The result of a run: JSON in, JSON out."""
+"""The result of a run: JSON in, JSON out. On disk (events.jsonl, result.json) three fields keep
+the names the first runs were written with, so every run directory stays readable and resumable."""
 
 from __future__ import annotations
 
@@ -7,8 +8,21 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from dlmpo.errors import UserError
-from dlmpo.files import write_text_atomic
+from dlmpo.files import atomic_write
 from dlmpo.optimizer.selection import Verdict
+
+CANDIDATE_KEYS = {"screen_score": "minibatch"}  # attribute -> key on disk
+ROUND_KEYS = {"incumbent_screen_score": "incumbent_minibatch"}
+RESULT_KEYS = {"writer": "dlm"}
+
+
+def _to_disk(data: dict, keys: dict[str, str]) -> dict:
+    return {keys.get(k, k): v for k, v in data.items()}
+
+
+def _from_disk(data: dict, keys: dict[str, str]) -> dict:
+    attribute = {disk: name for name, disk in keys.items()}
+    return {attribute.get(k, k): v for k, v in data.items()}
 
 
 @dataclass
@@ -22,19 +36,20 @@ class CandidateRecord:
     draws: int = 1  # samples the proposer took to get a text unlike the others
     dlm_seconds: float = 0.0
     rejected: str | None = None
-    minibatch: float | None = None  # score on the screening batch
+    screen_score: float | None = None  # on the round's screening batch
     wins: int = 0  # paired with the incumbent on the screening batch
     losses: int = 0
     val: float | None = None  # scored on val only as the round's challenger
     significance: Verdict | None = None  # the challenger's sign test
 
     def to_json(self) -> dict:
-        return {**asdict(self), "significance": self.significance and self.significance.to_json()}
+        return _to_disk({**asdict(self), "significance": self.significance and self.significance.to_json()},
+                       CANDIDATE_KEYS)
 
     @classmethod
     def from_json(cls, data: dict) -> CandidateRecord:
         names = {f.name for f in fields(cls)}
-        own = {k: v for k, v in data.items() if k in names}
+        own = {k: v for k, v in _from_disk(data, CANDIDATE_KEYS).items() if k in names}
         if own.get("significance"):
             own["significance"] = Verdict(**own["significance"])
         return cls(**own)
@@ -43,18 +58,19 @@ class CandidateRecord:
 @dataclass
 class RoundRecord:
     round: int
-    incumbent_minibatch: float
+    incumbent_screen_score: float  # the incumbent on the round's screening batch
     candidates: list[CandidateRecord]
     accepted: bool
     best_val: float
     seconds: float
 
     def to_json(self) -> dict:
-        return {**asdict(self), "candidates": [c.to_json() for c in self.candidates]}
+        return _to_disk({**asdict(self), "candidates": [c.to_json() for c in self.candidates]}, ROUND_KEYS)
 
     @classmethod
     def from_json(cls, data: dict) -> RoundRecord:
-        return cls(**{**data, "candidates": [CandidateRecord.from_json(c) for c in data["candidates"]]})
+        return cls(**{**_from_disk(data, ROUND_KEYS),
+                      "candidates": [CandidateRecord.from_json(c) for c in data["candidates"]]})
 
 
 @dataclass
@@ -62,7 +78,7 @@ class OptimizeResult:
     run_dir: str
     task: str
     target: str
-    dlm: str
+    writer: str  # who wrote the candidates: the DLM's spec, or "proposer:model" / "peer:model"
     seed_prompt: str
     best_prompt: str
     val: dict[str, float]
@@ -76,7 +92,7 @@ class OptimizeResult:
     warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return {**asdict(self), "rounds": [r.to_json() for r in self.rounds]}
+        return _to_disk({**asdict(self), "rounds": [r.to_json() for r in self.rounds]}, RESULT_KEYS)
 
     def unreadable(self) -> tuple[int, int]:
         """Candidates the readability gate rejected, of all the proposers wrote."""
@@ -84,11 +100,11 @@ class OptimizeResult:
         return sum(bool(c.rejected and c.rejected.startswith("unreadable")) for c in candidates), len(candidates)
 
     def save(self, path: str | Path) -> None:
-        write_text_atomic(path, json.dumps(self.to_json(), indent=2, ensure_ascii=False))
+        atomic_write(path, json.dumps(self.to_json(), indent=2, ensure_ascii=False))
 
     @classmethod
     def from_json(cls, data: dict) -> OptimizeResult:
-        data = dict(data)
+        data = _from_disk(data, RESULT_KEYS)
         data["rounds"] = [RoundRecord.from_json(r) for r in data["rounds"]]
         return cls(**data)
 

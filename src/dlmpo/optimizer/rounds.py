@@ -166,7 +166,7 @@ class Rounds:
         challenge = None if screened.challenger is None else await self.challenge(r, screened.challenger, state)
         accepted = challenge is not None and challenge.accepted
         best_val = challenge.val if accepted else state.best_val
-        record = RoundRecord(round=r, incumbent_minibatch=round(screened.incumbent_score, 4),
+        record = RoundRecord(round=r, incumbent_screen_score=round(screened.incumbent_score, 4),
                              candidates=proposed.candidates, accepted=accepted, best_val=round(best_val, 4),
                              seconds=round(time.perf_counter() - started, 2))
         return RoundOutcome(record, challenge)
@@ -212,11 +212,11 @@ class Rounds:
         for c in proposed.candidates:
             if c.rejected is None:
                 theirs = await self.scorer.evaluate(c.prompt, batch, "screen", "candidate", round_index=r, log=False)
-                c.minibatch = round(theirs.score, 4)
+                c.screen_score = round(theirs.score, 4)
                 c.wins, c.losses = paired([t.score for t in theirs.traces], [t.score for t in mine.traces])
             self.log.emit(CandidateScored(round=r, candidate=c))
         live = [c for c in proposed.candidates if c.rejected is None]
-        best = max(live, key=lambda c: (c.wins - c.losses, c.minibatch, -c.index), default=None)
+        best = max(live, key=lambda c: (c.wins - c.losses, c.screen_score, -c.index), default=None)
         won = best is not None and best.wins - best.losses >= self.settings.min_gain
         return Screened(mine.score, best if won else None)
 

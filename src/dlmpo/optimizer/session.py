@@ -36,17 +36,17 @@ class RunSession:
 
     def estimate(self) -> dict:
         """Calls and cost of the optimizer loop before starting: every batch at full size, no cache hits."""
-        s, pools = self.settings, self.pools
-        screened = min(s.screen_batch, max(len(pools.spare_val), len(pools.train)))
-        per_round = min(s.batch_size, len(pools.train)) + (s.candidates + 1) * screened + len(pools.val) \
+        settings, pools = self.settings, self.pools
+        screened = min(settings.screen_batch, max(len(pools.spare_val), len(pools.train)))
+        per_round = min(settings.batch_size, len(pools.train)) + (settings.candidates + 1) * screened + len(pools.val) \
             + 2 * len(pools.confirm)
-        runs = len(pools.val) + 2 * len(pools.test) + s.rounds * per_round  # examples the target runs
+        runs = len(pools.val) + 2 * len(pools.test) + settings.rounds * per_round  # examples the target runs
         per_example = [budget_requests(self.task, self.seed_prompt, ex, self.answer_tokens) for ex in pools.val[:20]]
         calls = runs * len(per_example[0])  # an episodic example (τ-bench) is several target calls
-        if s.feedback == "judge":
-            calls += s.rounds * min(s.batch_size, len(pools.train))
-        per_candidate, extra = PROPOSERS[s.proposer].writer_calls
-        calls += s.rounds * (per_candidate * s.candidates + extra)
+        if settings.feedback == "judge":
+            calls += settings.rounds * min(settings.batch_size, len(pools.train))
+        per_candidate, extra = PROPOSERS[settings.proposer].writer_calls
+        calls += settings.rounds * (per_candidate * settings.candidates + extra)
         sample = [r for rs in per_example for r in rs]
         avg_prompt = sum(r.prompt_tokens_bound() for r in sample) / len(sample)
         return {"calls": calls, "prompt_tokens": int(calls * avg_prompt),
@@ -66,7 +66,7 @@ class RunSession:
         best_test = await scorer.score_best(best_prompt)
         self.log.write_best(best_prompt)
         result = OptimizeResult(
-            run_dir=str(self.log.path), task=self.task.name, target=self.settings.target, dlm=writer,
+            run_dir=str(self.log.path), task=self.task.name, target=self.settings.target, writer=writer,
             seed_prompt=self.seed_prompt, best_prompt=best_prompt,
             val={"seed": round(seed_val, 4), "best": round(best_val, 4)},
             test={"seed": round(seed_test, 4), "best": round(best_test.score, 4)},

@@ -56,7 +56,7 @@ async def _search(peer: PeerRun, dlm: bool) -> OptimizeResult:
     from gepa.core.adapter import EvaluationBatch
 
     session = peer.session
-    s, pools, target, writer = session.settings, session.pools, peer.models.target, peer.models.writer
+    settings, pools, target, writer = session.settings, session.pools, peer.models.target, peer.models.writer
     seed_val, seed_test = await peer.score_seed()
     loop = asyncio.get_running_loop()
     task = session.task
@@ -84,7 +84,7 @@ async def _search(peer: PeerRun, dlm: bool) -> OptimizeResult:
         nonlocal reflections
         reflections += 1  # a distinct sample per call: a cached answer would make GEPA repeat itself
         messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
-        request = ChatRequest(messages=messages, max_tokens=512, temperature=s.temperature, sample_index=reflections)
+        request = ChatRequest(messages=messages, max_tokens=512, temperature=settings.temperature, sample_index=reflections)
         return asyncio.run_coroutine_threadsafe(writer.chat(request), loop).result().text
 
     minibatch = min(3, len(pools.train))
@@ -95,7 +95,7 @@ async def _search(peer: PeerRun, dlm: bool) -> OptimizeResult:
 
     # GEPA counts every evaluation, cached or not; without a call budget it gets `rounds` iterations' worth
     left = peer.calls_left()
-    metric_calls = left if left is not None else s.rounds * (2 * minibatch + len(pools.val))
+    metric_calls = left if left is not None else settings.rounds * (2 * minibatch + len(pools.val))
     if metric_calls <= 2 * minibatch:
         raise UserError(f"The budget leaves GEPA {metric_calls} evaluations after scoring the seed prompt: raise it.")
 
@@ -104,15 +104,15 @@ async def _search(peer: PeerRun, dlm: bool) -> OptimizeResult:
         from dlmpo.integrations.common import DLMWriter
         from dlmpo.integrations.gepa import dlm_proposer
 
-        writer_of_edits = DLMWriter(labels=task.labels or (), **s.model_dump())  # the run's own DLM settings
-        proposer = dlm_proposer(context_traces=s.context_traces, writer=writer_of_edits)
+        writer_of_edits = DLMWriter(labels=task.labels or (), **settings.model_dump())  # the run's own DLM settings
+        proposer = dlm_proposer(context_traces=settings.context_traces, writer=writer_of_edits)
 
     def optimize():
         return gepa.optimize(seed_candidate={COMPONENT: session.seed_prompt}, trainset=list(pools.train),
                              valset=list(pools.val), adapter=Adapter(),
                              reflection_lm=None if dlm else reflect, custom_candidate_proposer=proposer,
                              reflection_minibatch_size=minibatch, max_metric_calls=metric_calls,
-                             stop_callbacks=[over_budget], seed=s.seed, run_dir=str(session.log.path / "gepa"),
+                             stop_callbacks=[over_budget], seed=settings.seed, run_dir=str(session.log.path / "gepa"),
                              display_progress_bar=False, logger=_LogFile(session.log.path / "gepa.log"))
 
     result = await peer.run_in_thread(optimize, "gepa.log")

@@ -100,13 +100,13 @@ async def _search(peer: PeerRun) -> OptimizeResult:
     from dspy.teleprompt import MIPROv2
 
     session = peer.session
-    s, pools, task = session.settings, session.pools, session.task
+    settings, pools, task = session.settings, session.pools, session.task
     if is_episodic(task) or not session.seed_prompt.strip():
         raise UserError("The mipro optimizer runs single-answer tasks from a non-empty seed prompt.")
     seed_val, seed_test = await peer.score_seed()
 
-    candidates = s.candidates + 1  # MIPROv2 keeps the seed instruction as candidate 0
-    minibatch = min(s.screen_batch, len(pools.val))
+    candidates = settings.candidates + 1  # MIPROv2 keeps the seed instruction as candidate 0
+    minibatch = min(settings.screen_batch, len(pools.val))
     trials = plan_trials(peer.calls_left(), candidates=candidates, train=len(pools.train),
                          val=len(pools.val), minibatch=minibatch)
     if trials < 1:
@@ -119,7 +119,7 @@ async def _search(peer: PeerRun) -> OptimizeResult:
         guard, peer.models.target, loop, temperature=0.0, max_tokens=session.answer_tokens, distinct_samples=False),
         cache=False, num_retries=0)
     writer_lm = dspy.LM("dlmpo/optimizer", engine=ChatModelEngine(
-        guard, peer.models.writer, loop, temperature=s.temperature, max_tokens=WRITER_TOKENS, distinct_samples=True),
+        guard, peer.models.writer, loop, temperature=settings.temperature, max_tokens=WRITER_TOKENS, distinct_samples=True),
         cache=False, num_retries=0)
     by_message = {task.user_message(ex): ex for ex in [*pools.train, *pools.val]}
 
@@ -132,8 +132,8 @@ async def _search(peer: PeerRun) -> OptimizeResult:
 
     signature = dspy.Signature({INPUT_FIELD: dspy.InputField(), OUTPUT_FIELD: dspy.OutputField()}, session.seed_prompt)
     mipro = MIPROv2(metric=metric, prompt_model=writer_lm, task_model=target_lm, auto=None, num_candidates=candidates,
-                    max_bootstrapped_demos=0, max_labeled_demos=0, num_threads=s.concurrency or 8, seed=s.seed,
-                    init_temperature=s.temperature, verbose=False, track_stats=True)
+                    max_bootstrapped_demos=0, max_labeled_demos=0, num_threads=settings.concurrency or 8, seed=settings.seed,
+                    init_temperature=settings.temperature, verbose=False, track_stats=True)
     peer.emit(Plan(optimizer="mipro", details={"trials": trials, "candidates": candidates,
                                                "minibatch": minibatch if len(pools.val) > minibatch else None}))
 

@@ -20,12 +20,12 @@ def plot_rounds(result: OptimizeResult, path: str | Path) -> Path:
     ax.step(rounds, best, where="post", color="tab:blue", linewidth=2, label="incumbent (full val)")
     first = True
     for r in result.rounds:
-        xs = [c.minibatch for c in r.candidates if c.minibatch is not None]
+        xs = [c.screen_score for c in r.candidates if c.screen_score is not None]
         if xs:
             ax.scatter([r.round] * len(xs), xs, color="tab:orange", alpha=0.6, s=18,
                        label="candidates (screening batch)" if first else None)
             first = False
-        ax.scatter([r.round], [r.incumbent_minibatch], color="tab:gray", marker="_", s=200,
+        ax.scatter([r.round], [r.incumbent_screen_score], color="tab:gray", marker="_", s=200,
                    label="incumbent (screening batch)" if r.round == result.rounds[0].round else None)
     ax.axhline(result.test["seed"], color="tab:red", linestyle=":", linewidth=1, label=f"seed test {result.test['seed']:.3f}")
     ax.axhline(result.test["best"], color="tab:green", linestyle="--", linewidth=1, label=f"best test {result.test['best']:.3f}")

@@ -39,7 +39,7 @@ def render_markdown(result: OptimizeResult, plot_name: str) -> str:
     lines = [
         f"# dlmpo run: {result.task}",
         "",
-        f"Target `{result.target}`, DLM `{result.dlm}`, {len(result.rounds)} round(s), stopped by: {result.stop_reason}.",
+        f"Target `{result.target}`, DLM `{result.writer}`, {len(result.rounds)} round(s), stopped by: {result.stop_reason}.",
         "",
         "| | seed prompt | best prompt | gain |",
         "|---|---|---|---|",
@@ -74,11 +74,11 @@ def render_markdown(result: OptimizeResult, plot_name: str) -> str:
     ]
     for r in result.rounds:
         lines += [f"### Round {r.round} — {'accepted' if r.accepted else 'kept incumbent'} "
-                  f"(incumbent on minibatch {r.incumbent_minibatch:.3f}, best val {r.best_val:.4f}, {r.seconds:.1f}s)",
+                  f"(incumbent on minibatch {r.incumbent_screen_score:.3f}, best val {r.best_val:.4f}, {r.seconds:.1f}s)",
                   "", "| # | strategy | minibatch | wins/losses | full val | status | prompt |", "|---|---|---|---|---|---|---|"]
         for c in r.candidates:
             status = f"rejected: {c.rejected}" if c.rejected else "scored"
-            mb = "" if c.minibatch is None else f"{c.minibatch:.3f}"
+            mb = "" if c.screen_score is None else f"{c.screen_score:.3f}"
             val = _val_cell(c)
             lines.append(f"| {c.index} | {c.strategy} | {mb} | {c.wins}/{c.losses} | {val} | "
                          f"{_cell(status, 60)} | {_cell(c.prompt)} |")
@@ -112,7 +112,7 @@ def render_html(result: OptimizeResult, plot: Path) -> str:
     for r in result.rounds:
         for c in r.candidates:
             status = f"rejected: {c.rejected}" if c.rejected else "scored"
-            mb = "" if c.minibatch is None else f"{c.minibatch:.3f}"
+            mb = "" if c.screen_score is None else f"{c.screen_score:.3f}"
             val = esc(_val_cell(c))
             rows.append(
                 f"<tr><td>{r.round}</td><td>{c.index}</td><td>{esc(c.strategy)}</td><td>{mb}</td>"
@@ -124,7 +124,7 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
 td.p{{white-space:pre-wrap;max-width:520px}}pre{{background:#f6f6f6;padding:1em;white-space:pre-wrap}}
 ins{{background:#d4f8d4;text-decoration:none}}del{{background:#f8d4d4}}</style></head><body>
 <h1>dlmpo run: {esc(result.task)}</h1>
-<p>Target <code>{esc(result.target)}</code>, DLM <code>{esc(result.dlm)}</code>, {len(result.rounds)} round(s),
+<p>Target <code>{esc(result.target)}</code>, DLM <code>{esc(result.writer)}</code>, {len(result.rounds)} round(s),
 stopped by: {esc(result.stop_reason)}. {result.calls} target calls, ${result.usage.get('cost_usd', 0):.4f}, {result.seconds:.1f}s.</p>
 <table><tr><th></th><th>seed</th><th>best</th><th>gain</th></tr>
 <tr><td>val</td><td>{result.val['seed']:.4f}</td><td>{result.val['best']:.4f}</td>

@@ -1,0 +1,35 @@
+"""Run files keep the keys earlier versions wrote (minibatch, incumbent_minibatch, dlm) while the
+attributes say what they hold (screen_score, incumbent_screen_score, writer)."""
+
+import json
+
+from dlmpo.optimizer.events import parse_event
+from dlmpo.optimizer.result import OptimizeResult
+
+CANDIDATE = {"index": 0, "strategy": "append", "prompt": "Label it.", "masked": "Label [MASK:4]", "nfe": 4, "draws": 1,
+             "dlm_seconds": 0.5, "rejected": None, "minibatch": 0.75, "wins": 2, "losses": 1, "val": None,
+             "significance": None}
+ROUND = {"round": 1, "incumbent_minibatch": 0.5, "candidates": [CANDIDATE], "accepted": False, "best_val": 0.6,
+         "seconds": 1.0}
+RESULT = {"run_dir": "run", "task": "sst2", "target": "embedded", "dlm": "ar:embedded", "seed_prompt": "Label.",
+          "best_prompt": "Label.", "val": {"seed": 0.6, "best": 0.6}, "test": {"seed": 0.5, "best": 0.5},
+          "rounds": [ROUND], "stop_reason": "rounds", "calls": 3, "usage": {"calls": 3}, "seconds": 2.0,
+          "settings": {"task": "sst2"}, "warnings": []}
+
+
+def test_a_result_json_of_earlier_versions_reads_and_is_written_back_alike(tmp_path):
+    (tmp_path / "result.json").write_text(json.dumps(RESULT))
+    result = OptimizeResult.load(tmp_path)
+    (record,) = result.rounds
+    assert result.writer == "ar:embedded" and record.incumbent_screen_score == 0.5
+    assert record.candidates[0].screen_score == 0.75
+    assert result.to_json() == RESULT
+
+
+def test_events_of_earlier_versions_read_for_resume_and_are_written_alike():
+    scored = parse_event({"type": "candidate", "time": 1.0, "round": 1, **CANDIDATE})
+    assert scored.candidate.screen_score == 0.75
+    assert scored.to_json() == {"type": "candidate", "round": 1, **CANDIDATE}
+    end = parse_event({"type": "round_end", "time": 2.0, "round": 1, "record": ROUND, "incumbent": "Label.",
+                       "best_val": 0.6, "no_improve": 1, "spend": {}})
+    assert end.record.incumbent_screen_score == 0.5 and end.to_json()["record"] == ROUND
