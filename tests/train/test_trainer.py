@@ -206,3 +206,14 @@ def test_init_from_an_exported_adapter_continues_its_weights_and_steps(canvas_da
     assert summary["steps"] == 4 and summary["tokens_seen"] > 123  # one step on top of the export's three
     a, b = load_file(str(exported / "adapter.safetensors")), load_file(str(tmp_path / "b" / "adapter.safetensors"))
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k]) for k in a)  # lr 0: the weights carried over
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_on_a_cpu_without_native_bf16_is_warned(data, tmp_path, monkeypatch, native):
+    monkeypatch.setattr("dlmpo.train.trainer.bf16_is_native", lambda: native)
+    seen = []
+    cfg = TrainConfig(dlm="tiny-random:dream", data=str(data), out=str(tmp_path / "bf16"), bf16=True, steps=1,
+                      batch_size=2, device="cpu")
+    Trainer(cfg, on_log=seen.append).run()
+    warnings = [e["text"] for e in seen if e["type"] == "warning"]
+    assert len(warnings) == (0 if native else 1) and all("emulated" in w for w in warnings)

@@ -26,6 +26,7 @@ from dlmpo.devices import check_device
 from dlmpo.dlm import DiffusionLM, load_dlm
 from dlmpo.dlm.adapter import MASK_ROW, add_lora, attention_kind, configure_for
 from dlmpo.dlm.base import NativeDLM
+from dlmpo.dlm.inference import bf16_is_native
 from dlmpo.dlm.modeling import attention_pattern
 from dlmpo.errors import UserError
 from dlmpo.files import check_out_dir, load_torch, read_json, save_torch
@@ -220,6 +221,9 @@ class Trainer:
                     read=lambda path: read_json(path, "Training config"), what="training run")
         torch.manual_seed(cfg.seed)
         dlm = load_dlm(cfg.dlm, cfg.device)
+        if cfg.bf16 and dlm.device.type == "cpu" and not bf16_is_native():
+            self._log({"type": "warning", "text": "--bf16 on a CPU without native bf16 (AVX512-BF16 or AMX) is emulated: "
+                                                  "training steps run several times slower than in float32"})
         configure_for(dlm, cfg.attention)
         train, dropped = encode_rows(dlm, rows, cfg.max_length)
         if not train:
