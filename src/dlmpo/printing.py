@@ -86,9 +86,15 @@ def estimate(ui: UI, run_dir: Path, est: dict) -> None:
     ui.emit_json({"run_dir": str(run_dir), "estimate": est})
 
 
+def paired_note(test: dict) -> str:
+    """The best prompt's wins and losses against the seed prompt on the same test rows, when known."""
+    return f" (+{test['wins']}/-{test['losses']} rows, p={test['p_value']:.3g})" if "wins" in test else ""
+
+
 def optimized(ui: UI, run_dir: Path, result) -> None:
     ui.print(f"[bold]val[/bold] {result.val['seed']:.4f} -> {result.val['best']:.4f}   "
-             f"[bold]test[/bold] {result.test['seed']:.4f} -> {result.test['best']:.4f}   ({len(result.rounds)} rounds, "
+             f"[bold]test[/bold] {result.test['seed']:.4f} -> {result.test['best']:.4f}{paired_note(result.test)}   "
+             f"({len(result.rounds)} rounds, "
              f"{result.calls} calls, ${result.usage['cost_usd']:.4f}, {result.seconds:.0f}s)")
     ui.print(f"best prompt: {run_dir / 'best_prompt.txt'}\nreport: {run_dir / 'report.md'} and {run_dir / 'report.html'}")
     ui.emit_json(result.summary())

@@ -52,7 +52,12 @@ def test_run_directory_is_complete(finished_run):
     assert (out / "best_prompt.txt").read_text().strip() == result.best_prompt
     report = (out / "report.md").read_text()
     assert "| test (held out) |" in report and "Round 2" in report and "scores.png" in report
-    assert set(result.val) == {"seed", "best"} and set(result.test) == {"seed", "best"}
+    assert set(result.val) == {"seed", "best"} and set(result.test) == {"seed", "best", "wins", "losses", "p_value"}
+    rows = SMALL["test_size"]
+    assert result.test["wins"] + result.test["losses"] <= rows
+    # the two scores differ by exactly the paired wins and losses over the same rows
+    assert result.test["best"] - result.test["seed"] == pytest.approx((result.test["wins"] - result.test["losses"]) / rows, abs=1e-3)
+    assert f"wins {result.test['wins']} and loses {result.test['losses']}" in report
     assert result.calls > 0 and result.usage["cost_usd"] == 0.0
 
 

@@ -34,6 +34,7 @@ class Scorer:
         self.task, self.pools, self.models, self.log = task, pools, models, log
         self.answer_tokens = answer_tokens
         self.on_progress = on_progress  # transient: never logged
+        self.seed_test: EvalResult | None = None  # the seed prompt's test rows, paired with the best's at the end
 
     def _refusal(self, prompt: str, examples: Sequence[Example]) -> str | None:
         target = self.models.target
@@ -85,7 +86,7 @@ class Scorer:
             if why:
                 raise StopRun(f"budget ({why})")
             val = await self.evaluate(seed_prompt, self.pools.val, "val", "seed")
-            test = await self.evaluate(seed_prompt, self.pools.test, "test", "seed")
+            test = self.seed_test = await self.evaluate(seed_prompt, self.pools.test, "test", "seed")
         except StopRun as stop:
             raise UserError(f"The budget cannot cover scoring the seed prompt on val and test, {stop}: "
                             "raise it or lower --val-size / --test-size.") from None

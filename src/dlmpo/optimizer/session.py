@@ -15,8 +15,9 @@ from dlmpo.optimizer.registry import PROPOSERS
 from dlmpo.optimizer.result import OptimizeResult, RoundRecord
 from dlmpo.optimizer.runlog import EventSink, RunLog
 from dlmpo.optimizer.scorer import ProgressSink, Scorer
+from dlmpo.optimizer.selection import paired, sign_test
 from dlmpo.optimizer.settings import OptimizeSettings
-from dlmpo.tasks import Task
+from dlmpo.tasks import EvalResult, Task
 
 
 class RunSession:
@@ -69,9 +70,19 @@ class RunSession:
             run_dir=str(self.log.path), task=self.task.name, target=self.settings.target, writer=writer,
             seed_prompt=self.seed_prompt, best_prompt=best_prompt,
             val={"seed": round(seed_val, 4), "best": round(best_val, 4)},
-            test={"seed": round(seed_test, 4), "best": round(best_test.score, 4)},
+            test={"seed": round(seed_test, 4), "best": round(best_test.score, 4), **paired_on_test(scorer.seed_test, best_test)},
             rounds=rounds or [], stop_reason=stop_reason, calls=scorer.models.budget.spend().calls,
             usage=scorer.models.usage(), seconds=time.perf_counter() - self.start,
             settings=self.settings.model_dump(), warnings=warnings or [])
         self.log.write_result(result)
         return result
+
+
+def paired_on_test(seed: EvalResult | None, best: EvalResult) -> dict:
+    """The best prompt against the seed prompt row by row on test: wins, losses and the one-sided
+    sign-test p-value (what makes a test gain believable, beside the two scores)."""
+    if seed is None:
+        return {}
+    by_id = {t.example_id: t.score for t in seed.traces}
+    wins, losses = paired([t.score for t in best.traces], [by_id[t.example_id] for t in best.traces])
+    return {"wins": wins, "losses": losses, "p_value": round(sign_test(wins, losses), 5)}

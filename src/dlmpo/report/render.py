@@ -45,6 +45,8 @@ def render_markdown(result: OptimizeResult, plot_name: str) -> str:
         "|---|---|---|---|",
         f"| val | {result.val['seed']:.4f} | {result.val['best']:.4f} | {result.val['best'] - result.val['seed']:+.4f} |",
         f"| test (held out) | {result.test['seed']:.4f} | {result.test['best']:.4f} | {result.test['best'] - result.test['seed']:+.4f} |",
+        *([f"\nOn the same test rows the best prompt wins {result.test['wins']} and loses {result.test['losses']} "
+           f"against the seed prompt (one-sided sign test p = {result.test['p_value']:.3g})."] if "wins" in result.test else []),
         "",
         *[f"> **Warning:** {w}\n" for w in result.warnings],
         f"![score per round]({plot_name})",
