@@ -2,7 +2,8 @@
 OptimizeSettings so that its defaults live once) and its readability gate; `EditSearch`, the
 propose -> screen -> sign-test turn of the DSPy teleprompter and the MLflow optimizer, under a
 call budget; the traces the canvas shows (failures first); any value as canvas text; running a
-coroutine from synchronous code; and the one sentence for a missing package."""
+coroutine from synchronous code, and a dlmpo target as a synchronous chat function
+(`chat_function`, on a `LoopThread`); and the one sentence for a missing package."""
 
 from __future__ import annotations
 
@@ -52,6 +53,45 @@ def run_sync(coro):
     if "error" in box:
         raise box["error"]
     return box["value"]
+
+
+class LoopThread:
+    """An event loop on a daemon thread, for async chat models called from synchronous code: calls
+    from any number of threads share it (a local model batches them; one model is never driven by
+    two loops at once). Shared, never copied, when a framework deep-copies its holder."""
+
+    def __init__(self, name: str = "dlmpo-chat"):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self.thread.start()
+
+    def run(self, coro):
+        """The coroutine's result, run on this loop; callable from any thread but the loop's own."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+def chat_function(target: str = "embedded", *, max_tokens: int = 256, temperature: float = 0.0,
+                  **open_kwargs: Any) -> Callable[[Sequence[dict]], str]:
+    """A dlmpo target (`lm.spec.open_target`: embedded, hf:, openai:, http://…#model; `open_kwargs`
+    such as cache_path, concurrency) as a synchronous, thread-safe function: chat messages in, the
+    answer's text out ("" for a call that failed after its retries). It is GEPA's
+    `ChatCompletionCallable`, and the model an MLflow `predict_fn` can call from MLflow's worker
+    threads. `.chat_model` is the dlmpo ChatModel (`.chat_model.accounting` counts its calls)."""
+    from dlmpo.lm import ChatRequest, open_target
+
+    model = open_target(target, **open_kwargs)
+    runner = LoopThread()
+
+    def chat(messages: Sequence[dict]) -> str:
+        request = ChatRequest([dict(m) for m in messages], temperature=temperature, max_tokens=max_tokens)
+        return runner.run(model.chat(request)).text
+
+    chat.chat_model = model
+    chat.runner = runner
+    return chat
 
 
 class DLMWriter:

@@ -24,17 +24,15 @@ another), resuming an interrupted compile from its run directory."""
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from dlmpo.dlm import ContextItem
 from dlmpo.errors import UserError
-from dlmpo.integrations.common import BudgetSpent, DLMWriter, EditSearch, as_text, failures_first, mean, require
+from dlmpo.integrations.common import BudgetSpent, DLMWriter, EditSearch, LoopThread, as_text, failures_first, mean, require
 
 
 def _dspy():
@@ -45,19 +43,6 @@ def _dspy():
 
 
 # ---------------------------------------------------------------- a dspy LM over dlmpo's chat models
-
-
-class _LoopThread:
-    """An event loop on a daemon thread: dlmpo's chat models are async, DSPy calls synchronously.
-    Shared, never copied, when DSPy deep-copies the LM."""
-
-    def __init__(self):
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="dlmpo-chat-lm", daemon=True)
-        self.thread.start()
-
-    def __deepcopy__(self, memo):
-        return self
 
 
 def ChatLM(target: str = "embedded", *, temperature: float = 0.0, max_tokens: int = 256,
@@ -73,7 +58,7 @@ def ChatLM(target: str = "embedded", *, temperature: float = 0.0, max_tokens: in
     from dlmpo.lm.spec import open_target
 
     model = open_target(target, cache_path=cache_path, use_cache=use_cache, concurrency=concurrency, **open_kwargs)
-    runner = _LoopThread()
+    runner = LoopThread("dlmpo-chat-lm")
 
     class Engine(ChatModelEngine):
         def __deepcopy__(self, memo):  # one model, one loop, however often DSPy copies the LM

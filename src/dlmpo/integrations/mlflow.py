@@ -68,6 +68,7 @@ def DLMPromptOptimizer(dlm: str = "embedded", *, rounds: int = 2, candidates: in
 
 _CLASS = None
 
+
 def _optimizer_class():
     global _CLASS
     if _CLASS is not None:
@@ -121,7 +122,7 @@ def _optimizer_class():
                 stop = "max_metric_calls"
             final = mean(incumbent_val)
             self.search.log({"type": "run_end", "stop_reason": stop, "metric_calls": self.calls,
-                                 "initial_val": initial, "final_val": final})
+                             "initial_val": initial, "final_val": final})
             return PromptOptimizerOutput(optimized_prompts=prompts, initial_eval_score=initial, final_eval_score=final)
 
         def _step(self, eval_fn, prompts, name, batch, val, incumbent_val, round_index):
