@@ -135,7 +135,6 @@ def atomic_write(path: str | Path, data: str | bytes) -> None:
         staging.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
 
 
-
 def save_torch(obj: Any, path: str | Path) -> None:
     """torch.save through `atomic_path`: the counterpart of `load_torch`."""
     import torch
