@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import asdict, dataclass, field, replace
 
 from dlmpo.dlm.base import DiffusionLM
@@ -32,6 +33,7 @@ class InfillResult:
     traces_used: int
     notes: list[str] = field(default_factory=list)
     full_forwards: int = 0  # forwards over whole canvases (the others reused the context's K/V)
+    canvas_seconds: float = 0.0  # building the canvas (tokenizing, budgeting); `seconds` is the sampling
 
 
 def _join(left: str, piece: str, right_first: str = "") -> str:
@@ -72,8 +74,10 @@ def infill(
     mask_str = model.tokenizer.convert_ids_to_tokens(model.mask_token_id)
     segments = parse_masked_text(text, mask_str)
     items = [c if isinstance(c, ContextItem) else ContextItem.from_dict(c) for c in (context or [])]
+    start = time.perf_counter()
     canvas = build_canvas(model, segments, items, instruction=instruction,
                           query_tokens=query_tokens, output_tokens=output_tokens)
+    canvas_seconds = time.perf_counter() - start
     cfg = sampler or SamplerConfig()
     if seed is not None:
         cfg = replace(cfg, seed=seed)
@@ -95,4 +99,4 @@ def infill(
         filled = re.sub(r"[ \t]+\n", "\n", "".join(pieces)).strip()
         candidates.append(Candidate(filled, spans, result.nfe, result.seconds))
     return InfillResult(candidates, result.nfe, mask_count(segments), result.seconds, canvas.length,
-                        canvas.traces_used, canvas.notes, result.full_forwards)
+                        canvas.traces_used, canvas.notes, result.full_forwards, canvas_seconds)

@@ -29,6 +29,10 @@ class Proposal:
     seconds: float = 0.0
     failure: str | None = None  # the writer failed: the candidate is recorded, rejected, never scored
     draws: int = 1  # samples taken to get a text no other candidate (nor the incumbent) has
+    # this candidate's share of a batch drawn with others, where the proposer knows them: part of `seconds`
+    canvas_seconds: float = 0.0
+    sample_seconds: float = 0.0
+    forwards: float = 0.0  # DLM forward passes of its batches, shared among the batch's candidates
 
 
 class Proposer(Protocol):
@@ -91,10 +95,14 @@ class DLMProposer:
             start = time.perf_counter()
             seed = random.Random(f"{self.seed}:{round_index}:{attempt}:{g}").getrandbits(62)
             result = infill(self.model, text, context=context, n_candidates=len(members), sampler=sampler, seed=seed)
-            seconds = (time.perf_counter() - start) / len(members)
+            share = 1 / len(members)
+            seconds = (time.perf_counter() - start) * share
             for i, cand in zip(members, result.candidates):
                 p = proposals[i]
                 p.prompt, p.nfe, p.seconds, p.draws = cand.text, p.nfe + result.nfe, p.seconds + seconds, p.draws + 1
+                p.canvas_seconds += result.canvas_seconds * share
+                p.sample_seconds += result.seconds * share
+                p.forwards += result.nfe * share
 
 
 def prompt_key(prompt: str) -> str:
