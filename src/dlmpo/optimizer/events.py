@@ -62,6 +62,7 @@ class Eval(Event):
     metrics: dict = field(default_factory=dict)
     parse_failures: int = 0
     failures: int = 0
+    seconds: float | None = None  # wall seconds of the scoring; None in logs of earlier versions
 
 
 @dataclass

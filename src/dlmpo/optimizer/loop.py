@@ -95,6 +95,7 @@ class Optimizer:
         async with session.open_models(writer=self.writes_with_chat_model) as models:
             # the proposer before the seed is scored: a prompt it cannot rewrite is an error before any call
             proposer = None
+            loading = time.perf_counter()
             if to_play:
                 model = settings.optimizer_model if self.writes_with_chat_model else settings.dlm
                 session.on_progress(f"loading the {settings.proposer} proposer ({model})", 0, None)
@@ -103,6 +104,7 @@ class Optimizer:
             feedback = self._make_feedback(models.judge)  # a notes file that cannot be read is an error before any call
             if self.checks.gate is not None and to_play:
                 self.checks.gate.load()  # its reader missing is an error before any call
+            load_seconds = time.perf_counter() - loading  # billed to the first round played
             scorer = session.scorer(models)
             # room for the final test evaluation of the best prompt, which may have grown
             scorer.reserve_test(min(self.checks.prompt_chars,
@@ -115,8 +117,8 @@ class Optimizer:
                                       val_warning=warning))
             seed = await scorer.score_seed(session.seed_prompt)
             state = LoopState.start(session.seed_prompt, seed.val, resume)
-            rounds = Rounds(settings, session.pools, session.log, scorer, proposer, feedback, self.checks,
-                            resume.notes, session.on_progress) if proposer else None  # None: every round is logged
+            rounds = Rounds(settings, session.pools, session.log, scorer, proposer, feedback, self.checks, resume.notes,
+                            session.on_progress, load_seconds=load_seconds) if proposer else None  # None: all logged
             stop_reason = "rounds"
             try:
                 for r in range(1, settings.rounds + 1):

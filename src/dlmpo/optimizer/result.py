@@ -1,5 +1,6 @@
 """The result of a run: JSON in, JSON out. On disk (events.jsonl, result.json) three fields keep
-the names the first runs were written with, so every run directory stays readable and resumable."""
+the names the first runs were written with, and the timings later versions added are left out when
+unknown, so every run directory stays readable and resumable and is written back alike."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from dlmpo.errors import UserError
 from dlmpo.files import atomic_write
 from dlmpo.optimizer.selection import Verdict
+from dlmpo.optimizer.timing import RoundTiming
 
 CANDIDATE_KEYS = {"screen_score": "minibatch"}  # attribute -> key on disk
 ROUND_KEYS = {"incumbent_screen_score": "incumbent_minibatch"}
@@ -62,15 +64,21 @@ class RoundRecord:
     candidates: list[CandidateRecord]
     accepted: bool
     best_val: float
-    seconds: float
+    seconds: float  # the round's own steps (timing.wall adds the proposer's loading to the first round)
+    timing: RoundTiming | None = None  # None in runs of versions before the timing
 
     def to_json(self) -> dict:
-        return _to_disk({**asdict(self), "candidates": [c.to_json() for c in self.candidates]}, ROUND_KEYS)
+        data = {**asdict(self), "candidates": [c.to_json() for c in self.candidates]}
+        if self.timing is None:
+            del data["timing"]
+        return _to_disk(data, ROUND_KEYS)
 
     @classmethod
     def from_json(cls, data: dict) -> RoundRecord:
+        timing = data.get("timing")
         return cls(**{**_from_disk(data, ROUND_KEYS),
-                      "candidates": [CandidateRecord.from_json(c) for c in data["candidates"]]})
+                      "candidates": [CandidateRecord.from_json(c) for c in data["candidates"]],
+                      "timing": timing and RoundTiming.from_json(timing)})
 
 
 @dataclass
@@ -90,9 +98,13 @@ class OptimizeResult:
     seconds: float
     settings: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    timing: dict[str, float] = field(default_factory=dict)  # seconds outside the rounds: seed, test
 
     def to_json(self) -> dict:
-        return _to_disk({**asdict(self), "rounds": [r.to_json() for r in self.rounds]}, RESULT_KEYS)
+        data = {**asdict(self), "rounds": [r.to_json() for r in self.rounds]}
+        if not self.timing:
+            del data["timing"]
+        return _to_disk(data, RESULT_KEYS)
 
     def unreadable(self) -> tuple[int, int]:
         """Candidates the readability gate rejected, of all the proposers wrote."""

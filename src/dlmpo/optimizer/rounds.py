@@ -29,6 +29,7 @@ from dlmpo.optimizer.scorer import ProgressSink, Scorer
 from dlmpo.optimizer.selection import Verdict, futile, look_level, paired, second_look, val_parts
 from dlmpo.optimizer.selection import judge as sign_judge
 from dlmpo.optimizer.settings import OptimizeSettings
+from dlmpo.optimizer.timing import PhaseClock
 from dlmpo.tasks import EvalResult, Example, Trace
 
 
@@ -86,6 +87,8 @@ class RoundTraces:
 @dataclass(frozen=True)
 class Proposed:
     candidates: list[CandidateRecord]  # in the proposer's order; a rejected one says why
+    nfe: int  # the DLM's forward passes, where the proposer counts them
+    redraws: int  # samples taken again for candidates that repeated a text
 
 
 @dataclass(frozen=True)
@@ -150,25 +153,31 @@ class Rounds:
 
     def __init__(self, settings: OptimizeSettings, pools: Pools, log: RunLog, scorer: Scorer, proposer: Proposer,
                  feedback: FeedbackSource, checks: CandidateChecks, logged_notes: dict[int, list[str | None]],
-                 on_progress: ProgressSink):
+                 on_progress: ProgressSink, *, load_seconds: float = 0.0):
         self.settings, self.pools, self.log, self.scorer = settings, pools, log, scorer
         self.proposer, self.feedback, self.checks = proposer, feedback, checks
         self.logged_notes = logged_notes  # feedback an interrupted process logged: a person is not asked twice
         self.on_progress = on_progress
+        self.unbilled_load = load_seconds  # loading the proposer: billed to the first round this process plays
 
     async def play(self, r: int, state: LoopState) -> RoundOutcome:
+        clock = PhaseClock(carried={"load": self.unbilled_load} if self.unbilled_load else None)
+        self.unbilled_load = 0.0
         started = time.perf_counter()
         batches = self.batches(r)
         self.log.emit(RoundStart(round=r))
-        traces = await self.traces(r, batches.shown, state)
-        proposed = await self.propose(r, traces, state)
-        screened = await self.screen(r, batches.screen, state.incumbent, proposed)
-        challenge = None if screened.challenger is None else await self.challenge(r, screened.challenger, state)
+        traces = await self.traces(r, batches.shown, state, clock)
+        proposed = await self.propose(r, traces, state, clock)
+        with clock.phase("screen"):
+            screened = await self.screen(r, batches.screen, state.incumbent, proposed)
+        challenge = None if screened.challenger is None else await self.challenge(r, screened.challenger, state,
+                                                                                   clock)
         accepted = challenge is not None and challenge.accepted
         best_val = challenge.val if accepted else state.best_val
         record = RoundRecord(round=r, incumbent_screen_score=round(screened.incumbent_score, 4),
                              candidates=proposed.candidates, accepted=accepted, best_val=round(best_val, 4),
-                             seconds=round(time.perf_counter() - started, 2))
+                             seconds=round(time.perf_counter() - started, 2),
+                             timing=clock.timing(nfe=proposed.nfe, redraws=proposed.redraws))
         return RoundOutcome(record, challenge)
 
     def batches(self, r: int) -> Batches:
@@ -177,12 +186,14 @@ class Rounds:
         shown = rng.sample(pools.train, min(s.batch_size, len(pools.train)))
         return Batches(shown, screening_batch(pools.spare_val, pools.train, shown, s.screen_batch, rng))
 
-    async def traces(self, r: int, shown: list[Example], state: LoopState) -> RoundTraces:
-        ran = await self.scorer.evaluate(state.incumbent, shown, "train", "traces", round_index=r)
+    async def traces(self, r: int, shown: list[Example], state: LoopState, clock: PhaseClock) -> RoundTraces:
+        with clock.phase("traces"):
+            ran = await self.scorer.evaluate(state.incumbent, shown, "train", "traces", round_index=r)
         if r in self.logged_notes:
             notes = self.logged_notes[r]
         else:
-            annotated = await self.feedback.annotate(state.incumbent, ran.traces)
+            with clock.phase("feedback"):
+                annotated = await self.feedback.annotate(state.incumbent, ran.traces)
             notes = annotated.notes
             self.log.emit(Feedback(round=r, source=self.feedback.name, notes=notes))
             if annotated.failures:  # those traces keep the metric's sentence; the run goes on
@@ -192,20 +203,28 @@ class Rounds:
                 state.fallbacks.append(fallback)  # logged, so counted even when the round is cut short
         return RoundTraces(ran.traces, select_context(ran.traces, notes, self.settings.context_traces))
 
-    async def propose(self, r: int, traces: RoundTraces, state: LoopState) -> Proposed:
+    async def propose(self, r: int, traces: RoundTraces, state: LoopState, clock: PhaseClock) -> Proposed:
         k = self.settings.candidates
         self.on_progress(f"round {r}: {self.proposer.name} writing {k} candidates", 0, None)
+        started = time.perf_counter()
         proposals = await self.proposer.propose(state.incumbent, traces.context, k, r,
                                                 avoid=frozenset(state.challenged))
+        writing = time.perf_counter() - started
+        canvas, sampling = sum(p.canvas_seconds for p in proposals), sum(p.sample_seconds for p in proposals)
+        clock.add("canvas", canvas)
+        clock.add("sampling", sampling)
+        clock.add("propose", max(0.0, writing - canvas - sampling))
         sources = [t.user for t in traces.traces]
         candidates: list[CandidateRecord] = []
         for i, p in enumerate(proposals):
             c = CandidateRecord(index=i, strategy=p.strategy, prompt=p.prompt, masked=p.masked, nfe=p.nfe, draws=p.draws,
                                 dlm_seconds=round(p.seconds, 3))
-            c.rejected = self.checks.rejection(p, state.incumbent, [o.prompt for o in candidates], state.challenged,
-                                               sources)
+            with clock.phase("checks"):
+                c.rejected = self.checks.rejection(p, state.incumbent, [o.prompt for o in candidates],
+                                                   state.challenged, sources)
             candidates.append(c)
-        return Proposed(candidates)
+        return Proposed(candidates, nfe=round(sum(p.forwards for p in proposals)),
+                        redraws=sum(max(0, p.draws - 1) for p in proposals))
 
     async def screen(self, r: int, batch: list[Example], incumbent: str, proposed: Proposed) -> Screened:
         mine = await self.scorer.evaluate(incumbent, batch, "screen", "incumbent", round_index=r)
@@ -220,26 +239,29 @@ class Rounds:
         won = best is not None and best.wins - best.losses >= self.settings.min_gain
         return Screened(mine.score, best if won else None)
 
-    async def challenge(self, r: int, challenger: CandidateRecord, state: LoopState) -> Challenge:
+    async def challenge(self, r: int, challenger: CandidateRecord, state: LoopState, clock: PhaseClock) -> Challenge:
         """The sign test of `challenger` against the incumbent on val (and the confirmation pool)."""
         pools, val_pool = self.pools, self.pools.val
         incumbent_scores = state.incumbent_val
-        if incumbent_scores is None:  # resumed after the incumbent was chosen: its calls are cached
-            again = await self.scorer.evaluate(state.incumbent, val_pool, "val", "incumbent", charge=False, log=False)
-            incumbent_scores = [t.score for t in again.traces]
         scores: list[float] = []
-        for end in val_parts(len(val_pool)):  # it stops early once it is not ahead (futility)
-            part = await self.scorer.evaluate(challenger.prompt, val_pool[len(scores):end], "val", "challenger",
-                                              round_index=r)
-            scores += [t.score for t in part.traces]
-            if end < len(val_pool) and futile(scores, incumbent_scores):
-                break
+        with clock.phase("val"):
+            if incumbent_scores is None:  # resumed after the incumbent was chosen: its calls are cached
+                again = await self.scorer.evaluate(state.incumbent, val_pool, "val", "incumbent", charge=False,
+                                                   log=False)
+                incumbent_scores = [t.score for t in again.traces]
+            for end in val_parts(len(val_pool)):  # it stops early once it is not ahead (futility)
+                part = await self.scorer.evaluate(challenger.prompt, val_pool[len(scores):end], "val", "challenger",
+                                                  round_index=r)
+                scores += [t.score for t in part.traces]
+                if end < len(val_pool) and futile(scores, incumbent_scores):
+                    break
         level = look_level(self.settings.significance, bool(pools.confirm))
         verdict = sign_judge(scores, incumbent_scores, level)
         val = sum(scores) / len(scores)
         if verdict.worth_second_look() and pools.confirm and val > state.best_val:
-            verdict = await self._second_look(r, verdict, state.incumbent, challenger.prompt, scores,
-                                              incumbent_scores, level)
+            with clock.phase("confirm"):
+                verdict = await self._second_look(r, verdict, state.incumbent, challenger.prompt, scores,
+                                                  incumbent_scores, level)
         challenger.val, challenger.significance = round(val, 4), verdict
         accepted = verdict.significant and val > state.best_val
         self.log.emit(Decision(round=r, index=challenger.index, val=challenger.val,

@@ -1,8 +1,10 @@
 """Prompts scored by the target under the run's budget: a batch runs only when it fits (the final
-test evaluation's reserve kept), every scoring is logged, its progress reported as it goes."""
+test evaluation's reserve kept), every scoring is logged with its seconds, its progress reported as
+it goes."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -35,6 +37,7 @@ class Scorer:
         self.answer_tokens = answer_tokens
         self.on_progress = on_progress  # transient: never logged
         self.seed_test: EvalResult | None = None  # the seed prompt's test rows, paired with the best's at the end
+        self.seconds: dict[str, float] = {}  # wall seconds of the scorings outside the rounds: seed, test
 
     def _refusal(self, prompt: str, examples: Sequence[Example]) -> str | None:
         target = self.models.target
@@ -68,6 +71,7 @@ class Scorer:
             self.on_progress(what, done, len(examples))
 
         self.on_progress(what, 0, len(examples))
+        started = time.perf_counter()
         try:
             result = await evaluate(self.task, self.models.target, prompt, list(examples), split=split,
                                     max_tokens=self.answer_tokens, on_done=tick)
@@ -75,12 +79,14 @@ class Scorer:
             raise StopRun(f"budget ({exc})") from None
         if log:
             self.log.emit(Eval(which=which, split=split, round=round_index, n=result.n, score=round(result.score, 4),
-                               metrics=result.metrics, parse_failures=result.parse_failures, failures=result.failures))
+                               metrics=result.metrics, parse_failures=result.parse_failures, failures=result.failures,
+                               seconds=round(time.perf_counter() - started, 3)))
         return result
 
     async def score_seed(self, seed_prompt: str) -> SeedScores:
         """The seed prompt on val and test; a budget that cannot cover both (and the reserve) is the
         user's error, found before any call."""
+        started = time.perf_counter()
         why = self._refusal(seed_prompt, self.pools.val + self.pools.test)
         try:
             if why:
@@ -90,14 +96,18 @@ class Scorer:
         except StopRun as stop:
             raise UserError(f"The budget cannot cover scoring the seed prompt on val and test, {stop}: "
                             "raise it or lower --val-size / --test-size.") from None
+        self.seconds["seed"] = round(time.perf_counter() - started, 3)
         return SeedScores(val, test)
 
     async def score_best(self, prompt: str) -> EvalResult:
         """The best prompt on test, paid from the reserve kept for it."""
         self.models.budget.spend_reserve()
+        started = time.perf_counter()
         try:
-            return await self.evaluate(prompt, self.pools.test, "test", "best", charge=False)
+            best = await self.evaluate(prompt, self.pools.test, "test", "best", charge=False)
         except StopRun as stop:
             raise UserError(f"The reserve kept for scoring the best prompt on test fell short, {stop}; the best "
                             f"prompt is in {self.log.path}: raise the budget and run the same command "
                             "again to score it.") from None
+        self.seconds["test"] = round(time.perf_counter() - started, 3)
+        return best

@@ -73,7 +73,7 @@ class RunSession:
             test={"seed": round(seed_test, 4), "best": round(best_test.score, 4), **paired_on_test(scorer.seed_test, best_test)},
             rounds=rounds or [], stop_reason=stop_reason, calls=scorer.models.budget.spend().calls,
             usage=scorer.models.usage(), seconds=time.perf_counter() - self.start,
-            settings=self.settings.model_dump(), warnings=warnings or [])
+            settings=self.settings.model_dump(), warnings=warnings or [], timing=dict(scorer.seconds))
         self.log.write_result(result)
         return result
 
