@@ -131,7 +131,7 @@ def run_optimizer(settings: OptimizeSettings, out: str | Path | None = None, **k
 
 
 def write_report(run_dir: str | Path) -> tuple[dict[str, Path], OptimizeResult]:
-    """(Re)write report.md, report.html and scores.png of a run directory; its paths and result."""
+    """(Re)write report.md, report.html and the plots of a run directory; its paths and result."""
     from dlmpo.report.render import load_finished
     from dlmpo.report.render import write_report as render
 

@@ -124,7 +124,7 @@ def report_command(
     run_dir: Path = typer.Argument(..., help="A run directory of `dlmpo optimize`."),
     json_out: bool = JSON_OPT,
 ) -> None:
-    """(Re)write report.md, report.html and scores.png of a run directory."""
+    """(Re)write report.md, report.html and the plots (scores.png, round_times.png) of a run directory."""
     printing.report(Output(json_out), *api.write_report(run_dir))
 
 

@@ -103,7 +103,7 @@ def optimized(ui: UI, run_dir: Path, result) -> None:
 def report(ui: UI, paths: dict[str, Path], result) -> None:
     ui.print(f"val {result.val['seed']:.4f} -> {result.val['best']:.4f}, "
              f"test {result.test['seed']:.4f} -> {result.test['best']:.4f}")
-    ui.print(f"report: {paths['markdown']}, {paths['html']}, {paths['plot']}")
+    ui.print(f"report: {', '.join(str(path) for path in paths.values())}")  # markdown, html, plots
     ui.emit_json({k: str(v) for k, v in paths.items()} | {"val": result.val, "test": result.test})
 
 

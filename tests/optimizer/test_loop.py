@@ -68,6 +68,30 @@ def test_result_round_trips_through_json(finished_run):
     assert json.loads(json.dumps(result.to_json()))["best_prompt"] == result.best_prompt
 
 
+def test_each_round_accounts_for_its_wall_time_by_phase(finished_run):
+    out, result = finished_run
+    for r in result.rounds:
+        t = r.timing
+        assert all(seconds >= 0 for seconds in t.phases.values()), t
+        assert t.accounted >= 0.95 * t.wall, t  # the phases cover the round: little is left between them
+        assert t.accounted <= t.wall + 0.01, t  # timed one after another, never twice
+        assert {"traces", "feedback", "canvas", "sampling", "propose", "checks", "screen"} <= set(t.phases), t
+        assert 0 < t.nfe <= sum(c.nfe for c in r.candidates)  # a batch's forward passes count once
+        assert t.redraws == sum(c.draws - 1 for c in r.candidates)
+    first, second = result.rounds
+    assert first.timing.phases["load"] > 0 and "load" not in second.timing.phases
+    assert first.timing.wall >= first.seconds + first.timing.phases["load"] - 0.01
+    logged = [e["record"]["timing"] for e in events(out) if e["type"] == "round_end"]
+    assert logged == [r.timing.to_json() for r in result.rounds]
+    assert set(result.timing) == {"seed", "test"} and result.timing["seed"] > 0 and result.timing["test"] >= 0
+    assert all(e["seconds"] >= 0 for e in events(out) if e["type"] == "eval")
+    report = (out / "report.md").read_text()
+    assert "## Time" in report and "![seconds per round by phase](round_times.png)" in report
+    assert "| round | wall s | load | traces |" in report and f"| {first.timing.share:.1%} |" in report
+    assert (out / "round_times.png").stat().st_size > 0
+    assert "<h2>Time</h2>" in (out / "report.html").read_text()
+
+
 def test_acceptance_never_lowers_val(finished_run):
     out, result = finished_run
     for e in events(out):
@@ -137,6 +161,7 @@ def test_rerun_of_a_finished_run_pays_nothing(finished_run, data_dir):
     again = asyncio.run(Optimizer(settings, out).run())
     assert again.usage["this_process"]["calls"] == 0
     assert again.best_prompt == reference.best_prompt and again.test == reference.test
+    assert [r.timing for r in again.rounds] == [r.timing for r in reference.rounds]  # replayed: the logged timing
 
 
 def test_changed_settings_on_an_existing_run_dir(finished_run, data_dir):

@@ -5,6 +5,7 @@ import json
 
 from dlmpo.optimizer.events import parse_event
 from dlmpo.optimizer.result import OptimizeResult
+from dlmpo.report.render import write_report
 
 CANDIDATE = {"index": 0, "strategy": "append", "prompt": "Label it.", "masked": "Label [MASK:4]", "nfe": 4, "draws": 1,
              "dlm_seconds": 0.5, "rejected": None, "minibatch": 0.75, "wins": 2, "losses": 1, "val": None,
@@ -33,3 +34,18 @@ def test_events_of_earlier_versions_read_for_resume_and_are_written_alike():
     end = parse_event({"type": "round_end", "time": 2.0, "round": 1, "record": ROUND, "incumbent": "Label.",
                        "best_val": 0.6, "no_improve": 1, "spend": {}})
     assert end.record.incumbent_screen_score == 0.5 and end.to_json()["record"] == ROUND
+
+
+def test_a_round_timing_round_trips_and_a_result_without_timings_reports_without_them(tmp_path):
+    timed = {**ROUND, "timing": {"wall": 2.0, "phases": {"load": 0.5, "traces": 1.0}, "nfe": 8, "redraws": 1}}
+    end = parse_event({"type": "round_end", "time": 2.0, "round": 1, "record": timed, "incumbent": "Label.",
+                       "best_val": 0.6, "no_improve": 1, "spend": {}})
+    assert end.record.timing.accounted == 1.5 and end.record.timing.share == 0.75
+    assert end.to_json()["record"] == timed
+    data = {**RESULT, "rounds": [timed], "timing": {"seed": 1.0, "test": 0.5}}
+    assert OptimizeResult.from_json(json.loads(json.dumps(data))).to_json() == data
+
+    (tmp_path / "result.json").write_text(json.dumps(RESULT))
+    paths = write_report(tmp_path)
+    assert "time_plot" not in paths and not (tmp_path / "round_times.png").exists()
+    assert "## Time" not in paths["markdown"].read_text() and "<h2>Time</h2>" not in paths["html"].read_text()

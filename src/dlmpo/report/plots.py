@@ -1,4 +1,4 @@
-"""Score-per-round plot."""
+"""The report's plots: score per round, and where each round's wall time went."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from dlmpo.optimizer.result import OptimizeResult  # noqa: E402
+from dlmpo.optimizer.timing import PHASES  # noqa: E402
+from dlmpo.report.time_table import timed_rounds  # noqa: E402
+
+GRAY = plt.get_cmap("tab10").colors[7]
 
 
 def plot_rounds(result: OptimizeResult, path: str | Path) -> Path:
@@ -36,6 +40,36 @@ def plot_rounds(result: OptimizeResult, path: str | Path) -> Path:
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_round_times(result: OptimizeResult, path: str | Path) -> Path | None:
+    """One stacked horizontal bar per round: seconds per phase, then what the phases leave out of
+    the round's wall time. None when no round carries a timing (runs of earlier versions)."""
+    rounds = timed_rounds(result)
+    if not rounds:
+        return None
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(7.2, 1.6 + 0.45 * len(rounds)), dpi=120)
+    ys = list(range(len(rounds)))
+    left = [0.0] * len(rounds)
+    colors = [c if c != GRAY else "gold" for c in plt.get_cmap("tab10").colors]  # gray: time no phase covers
+    for i, phase in enumerate(PHASES):
+        widths = [r.timing.phases.get(phase, 0.0) for r in rounds]
+        if any(widths):
+            ax.barh(ys, widths, left=left, color=colors[i % len(colors)], label=phase)
+            left = [a + w for a, w in zip(left, widths)]
+    rest = [max(0.0, r.timing.wall - a) for r, a in zip(rounds, left)]
+    ax.barh(ys, rest, left=left, color=GRAY, label="not in a phase")
+    ax.set_yticks(ys, [f"round {r.round}" for r in rounds])
+    ax.invert_yaxis()
+    ax.set_xlabel("wall seconds")
+    ax.set_title(f"{result.task}: where each round's time went")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

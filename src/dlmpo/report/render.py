@@ -1,4 +1,4 @@
-"""report.md and report.html of a run directory."""
+"""report.md and report.html of a run directory, with their plots."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 from dlmpo.errors import UserError
 from dlmpo.optimizer.result import CandidateRecord, OptimizeResult
 from dlmpo.report.diff import diff_html, diff_markdown
-from dlmpo.report.plots import plot_rounds
+from dlmpo.report.plots import plot_round_times, plot_rounds
+from dlmpo.report.time_table import run_time_note, time_table
 
 SHOWN_SETTINGS = ("task", "target", "dlm", "rounds", "candidates", "strategy", "mask_tokens", "steps", "alg",
                   "temperature", "feedback", "train_size", "val_size", "confirm_size", "test_size", "batch_size", "screen_batch",
@@ -34,7 +35,31 @@ def _cell(text: str | None, limit: int = 160) -> str:
     return flat.replace("|", "\\|")
 
 
-def render_markdown(result: OptimizeResult, plot_name: str) -> str:
+TIME_LEGEND = ("Wall seconds of each round by phase. The first round a process plays includes loading the "
+               "proposer; NFE counts the DLM's forward passes, redraws the samples taken again for a candidate "
+               "that repeated a text; accounted is the share of the round's wall time the phases cover.")
+
+
+def time_markdown(result: OptimizeResult, time_plot_name: str) -> list[str]:
+    header, rows = time_table(result)
+    note = run_time_note(result)
+    return ["## Time", "", TIME_LEGEND, "", f"![seconds per round by phase]({time_plot_name})", "",
+            "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(row) + " |" for row in rows), "", *([note, ""] if note else [])]
+
+
+def time_html(result: OptimizeResult, time_plot: Path) -> str:
+    header, rows = time_table(result)
+    img = base64.b64encode(time_plot.read_bytes()).decode()
+    cells = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    note = run_time_note(result)
+    return (f"<h2>Time</h2><p>{html.escape(TIME_LEGEND)}</p>"
+            f'<img alt="seconds per round by phase" src="data:image/png;base64,{img}">'
+            f"<table><tr>{''.join(f'<th>{html.escape(h)}</th>' for h in header)}</tr>{cells}</table>"
+            + (f"<p>{html.escape(note)}</p>" if note else ""))
+
+
+def render_markdown(result: OptimizeResult, plot_name: str, time_plot_name: str | None = None) -> str:
     u = result.usage
     lines = [
         f"# dlmpo run: {result.task}",
@@ -89,6 +114,8 @@ def render_markdown(result: OptimizeResult, plot_name: str) -> str:
     if result.settings.get("readability", True):
         lines += [f"Readability gate: rejected {unreadable} of {proposed} candidates"
                   f"{f' ({unreadable / proposed:.0%})' if proposed else ''} before any target call.", ""]
+    if time_plot_name:
+        lines += time_markdown(result, time_plot_name)
     lines += [
         "## Cost",
         "",
@@ -107,7 +134,7 @@ def render_markdown(result: OptimizeResult, plot_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_html(result: OptimizeResult, plot: Path) -> str:
+def render_html(result: OptimizeResult, plot: Path, time_plot: Path | None = None) -> str:
     img = base64.b64encode(plot.read_bytes()).decode()
     esc = html.escape
     rows = []
@@ -136,7 +163,8 @@ stopped by: {esc(result.stop_reason)}. {result.calls} target calls, ${result.usa
 <img alt="score per round" src="data:image/png;base64,{img}">
 <h2>Best prompt, changes from the seed</h2><pre>{diff_html(result.seed_prompt, result.best_prompt)}</pre>
 <h2>Candidates</h2><table><tr><th>round</th><th>#</th><th>strategy</th><th>minibatch</th><th>wins/losses</th>
-<th>full val</th><th>status</th><th>prompt</th></tr>{''.join(rows)}</table></body></html>
+<th>full val</th><th>status</th><th>prompt</th></tr>{''.join(rows)}</table>
+{time_html(result, time_plot) if time_plot else ''}</body></html>
 """
 
 
@@ -148,12 +176,14 @@ def load_finished(run_dir: str | Path) -> OptimizeResult:
 
 
 def write_report(run_dir: str | Path, result: OptimizeResult | None = None) -> dict[str, Path]:
-    """report.md, report.html and scores.png of a finished run (its result, read when not given)."""
+    """report.md, report.html, scores.png and, when the rounds carry timings, round_times.png of a
+    finished run (its result, read when not given)."""
     run_dir = Path(run_dir)
     result = result or load_finished(run_dir)
     plot = plot_rounds(result, run_dir / "scores.png")
+    time_plot = plot_round_times(result, run_dir / "round_times.png")
     md = run_dir / "report.md"
-    md.write_text(render_markdown(result, plot.name), encoding="utf-8")
+    md.write_text(render_markdown(result, plot.name, time_plot and time_plot.name), encoding="utf-8")
     page = run_dir / "report.html"
-    page.write_text(render_html(result, plot), encoding="utf-8")
-    return {"markdown": md, "html": page, "plot": plot}
+    page.write_text(render_html(result, plot, time_plot), encoding="utf-8")
+    return {"markdown": md, "html": page, "plot": plot, **({"time_plot": time_plot} if time_plot else {})}
