@@ -86,14 +86,25 @@ def estimate(ui: UI, run_dir: Path, est: dict) -> None:
     ui.emit_json({"run_dir": str(run_dir), "estimate": est})
 
 
-def paired_note(test: dict) -> str:
-    """The best prompt's wins and losses against the seed prompt on the same test rows, when known."""
-    return f" (+{test['wins']}/-{test['losses']} rows, p={test['p_value']:.3g})" if "wins" in test else ""
+def held_out_line(test: dict) -> str:
+    """`0.5550 ± 0.047 -> 0.5963 ± 0.047, gain +0.0413 ± 0.029 (+30/-12 of 436 rows, p=0.00396; rows ran
+    out)`: both test scores and the gain with their 95% intervals, the best prompt's wins and losses
+    against the seed prompt on the same rows, and why test scoring stopped; a run of an earlier
+    version shows the scores and the wins and losses it holds."""
+    from dlmpo.optimizer.held_out import shown_with_intervals
+
+    shown = shown_with_intervals(test)
+    if shown is None:
+        paired = f" (+{test['wins']}/-{test['losses']} rows, p={test['p_value']:.3g})" if "wins" in test else ""
+        return f"{test['seed']:.4f} -> {test['best']:.4f}{paired}"
+    seed, best, gain = shown
+    return (f"{seed} -> {best}, gain {gain} (+{test['wins']}/-{test['losses']} of {test['rows']} rows, "
+            f"p={test['p_value']:.3g}; {test['stopped']})")
 
 
 def optimized(ui: UI, run_dir: Path, result) -> None:
     ui.print(f"[bold]val[/bold] {result.val['seed']:.4f} -> {result.val['best']:.4f}   "
-             f"[bold]test[/bold] {result.test['seed']:.4f} -> {result.test['best']:.4f}{paired_note(result.test)}   "
+             f"[bold]test[/bold] {held_out_line(result.test)}   "
              f"({len(result.rounds)} rounds, "
              f"{result.calls} calls, ${result.usage['cost_usd']:.4f}, {result.seconds:.0f}s)")
     ui.print(f"best prompt: {run_dir / 'best_prompt.txt'}\nreport: {run_dir / 'report.md'} and {run_dir / 'report.html'}")
@@ -101,8 +112,7 @@ def optimized(ui: UI, run_dir: Path, result) -> None:
 
 
 def report(ui: UI, paths: dict[str, Path], result) -> None:
-    ui.print(f"val {result.val['seed']:.4f} -> {result.val['best']:.4f}, "
-             f"test {result.test['seed']:.4f} -> {result.test['best']:.4f}")
+    ui.print(f"val {result.val['seed']:.4f} -> {result.val['best']:.4f}, test {held_out_line(result.test)}")
     ui.print(f"report: {', '.join(str(path) for path in paths.values())}")  # markdown, html, plots
     ui.emit_json({k: str(v) for k, v in paths.items()} | {"val": result.val, "test": result.test})
 

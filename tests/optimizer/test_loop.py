@@ -16,6 +16,8 @@ from dlmpo.lm.cache import CallCache
 from dlmpo.lm.local_backend import resolve_dtype
 from dlmpo.lm.types import ChatResponse
 from dlmpo.optimizer import Optimizer, OptimizeResult, OptimizeSettings
+from dlmpo.optimizer.held_out import NARROW, RAN_OUT, SAME_PROMPT, shown_with_intervals
+from dlmpo.optimizer.session import RunSession
 from dlmpo.runs.rundir import RunDir
 from tests.support.proposers import ListProposer
 
@@ -52,13 +54,77 @@ def test_run_directory_is_complete(finished_run):
     assert (out / "best_prompt.txt").read_text().strip() == result.best_prompt
     report = (out / "report.md").read_text()
     assert "| test (held out) |" in report and "Round 2" in report and "scores.png" in report
-    assert set(result.val) == {"seed", "best"} and set(result.test) == {"seed", "best", "wins", "losses", "p_value"}
+    assert set(result.val) == {"seed", "best"} and set(result.test) == {"seed", "best", "wins", "losses", "p_value",
+                                                                         "seed_interval", "best_interval",
+                                                                         "gain_interval", "rows", "stopped"}
     rows = SMALL["test_size"]
     assert result.test["wins"] + result.test["losses"] <= rows
     # the two scores differ by exactly the paired wins and losses over the same rows
     assert result.test["best"] - result.test["seed"] == pytest.approx((result.test["wins"] - result.test["losses"]) / rows, abs=1e-3)
     assert f"wins {result.test['wins']} and loses {result.test['losses']}" in report
     assert result.calls > 0 and result.usage["cost_usd"] == 0.0
+
+
+def test_test_scores_carry_95_percent_intervals_that_hold_them(finished_run):
+    out, result = finished_run
+    test = result.test
+    gain = test["best"] - test["seed"]
+    for point, (low, high) in ((test["seed"], test["seed_interval"]), (test["best"], test["best_interval"]),
+                               (gain, test["gain_interval"])):
+        assert low - 1e-4 <= point <= high + 1e-4  # the bounds and the scores are rounded to 4 places
+    # one part of 250 holds the 8 rows; 8 rows cannot make the gain's interval ±0.02
+    assert test["rows"] == SMALL["test_size"]
+    assert test["stopped"] == (SAME_PROMPT if result.best_prompt == result.seed_prompt else RAN_OUT)
+    seed, best, _ = shown_with_intervals(test)
+    report = (out / "report.md").read_text()
+    assert f"| test (held out) | {seed} | {best} |" in report and f"Test rows scored: {test['rows']}" in report
+    assert seed in (out / "report.html").read_text()
+
+
+def score_on_test(tmp_path, data_dir, best_prompt: str | None, **overrides):
+    """The seed prompt and `best_prompt` (None: the seed's) scored on test the way a run ends, on 8
+    test rows in parts of 4: the scores, the calls paid and the eval events."""
+    settings = OptimizeSettings(**{**SMALL, "test_part": 4, **overrides}, data_dir=str(data_dir))
+    session = RunSession(settings, tmp_path / "run")
+    session.log.bind(settings)
+    best_prompt = session.seed_prompt if best_prompt is None else best_prompt
+
+    async def score():
+        async with session.open_models(writer=False) as models:
+            scorer = session.scorer(models)
+            scorer.reserve_test(session.seed_prompt, len(best_prompt))
+            scores = await scorer.score_test(session.seed_prompt, best_prompt, part=settings.test_part,
+                                             interval=settings.test_interval)
+            return scores, models.budget.spend().calls
+
+    scores, calls = asyncio.run(score())
+    return scores, calls, [e for e in events(tmp_path / "run") if e["type"] == "eval"]
+
+
+OTHER_PROMPT = "Read the review and answer with one word, positive or negative."
+
+
+def test_test_scoring_stops_once_the_gains_interval_is_as_narrow_as_asked(tmp_path, data_dir):
+    # any interval is at most ±1 wide: the first part of 4 rows is enough
+    scores, calls, evals = score_on_test(tmp_path / "loose", data_dir, OTHER_PROMPT, test_interval=1.0)
+    assert (scores.rows, scores.stopped, calls) == (4, NARROW, 8)
+    entry = scores.to_json()
+    assert entry["rows"] == 4 and entry["stopped"] == NARROW and scores.seed.n == scores.best.n == 4
+    assert [(e["which"], e["split"], e["n"]) for e in evals] == [("seed", "test", 4), ("best", "test", 4)]
+    # no 8 rows make it ±0.001: every part is scored, seed and best alike
+    scores, calls, evals = score_on_test(tmp_path / "tight", data_dir, OTHER_PROMPT, test_interval=0.001)
+    assert (scores.rows, scores.stopped, calls) == (8, RAN_OUT, 16)
+    assert [e["n"] for e in evals] == [8, 8]
+    assert scores.to_json()["wins"] + scores.to_json()["losses"] <= 8
+
+
+def test_when_the_best_prompt_is_the_seed_only_the_seed_is_scored_on_one_part(tmp_path, data_dir):
+    scores, calls, evals = score_on_test(tmp_path, data_dir, None, test_interval=0.001)
+    assert (scores.rows, scores.stopped, calls) == (4, SAME_PROMPT, 4)  # the seed's 4 rows, nothing more
+    entry = scores.to_json()
+    assert entry["gain_interval"] == [0.0, 0.0] and entry["seed"] == entry["best"]
+    assert entry["seed_interval"] == entry["best_interval"]
+    assert [(e["which"], e["n"], e["score"]) for e in evals] == [("seed", 4, entry["seed"]), ("best", 4, entry["seed"])]
 
 
 def test_result_round_trips_through_json(finished_run):
@@ -107,6 +173,7 @@ def test_worse_candidate_is_never_accepted(tmp_path, data_dir):
     opt = Optimizer(settings, tmp_path / "run", proposer=ListProposer(bad))
     result = asyncio.run(opt.run())
     assert result.best_prompt == result.seed_prompt
+    assert result.test["stopped"] == SAME_PROMPT and result.test["gain_interval"] == [0.0, 0.0]
     assert result.rounds[0].accepted is False
     scored = [c for c in result.rounds[0].candidates if c.screen_score is not None]
     assert scored and all(c.screen_score <= result.rounds[0].incumbent_screen_score for c in scored)

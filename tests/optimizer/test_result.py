@@ -49,3 +49,27 @@ def test_a_round_timing_round_trips_and_a_result_without_timings_reports_without
     paths = write_report(tmp_path)
     assert "time_plot" not in paths and not (tmp_path / "round_times.png").exists()
     assert "## Time" not in paths["markdown"].read_text() and "<h2>Time</h2>" not in paths["html"].read_text()
+
+
+def test_a_test_entry_with_intervals_round_trips_and_reports_them_while_older_ones_report_without(tmp_path):
+    from dlmpo.printing import held_out_line
+
+    # 242 and 260 of 436 rows right, +30/-12: Wilson, Wilson and Agresti-Min intervals
+    test = {"seed": 0.555, "best": 0.5963, "wins": 30, "losses": 12, "p_value": 0.00396,
+            "seed_interval": [0.5081, 0.601], "best_interval": [0.5496, 0.6413], "gain_interval": [0.012, 0.0702],
+            "rows": 436, "stopped": "rows ran out"}
+    data = {**RESULT, "test": test}
+    assert OptimizeResult.from_json(json.loads(json.dumps(data))).to_json() == data
+    (tmp_path / "result.json").write_text(json.dumps(data))
+    paths = write_report(tmp_path)
+    md = paths["markdown"].read_text()
+    assert "| test (held out) | 0.5550 ± 0.047 | 0.5963 ± 0.047 | +0.0413 ± 0.029 |" in md
+    assert "Test rows scored: 436 (rows ran out)" in md and "0.5550 ± 0.047" in paths["html"].read_text()
+    assert held_out_line(test) == ("0.5550 ± 0.047 -> 0.5963 ± 0.047, gain +0.0413 ± 0.029 "
+                                 "(+30/-12 of 436 rows, p=0.00396; rows ran out)")
+    # an earlier version's entry: the scores as they were, with the paired counts when it has them
+    assert held_out_line({"seed": 0.5, "best": 0.5}) == "0.5000 -> 0.5000"
+    assert held_out_line({"seed": 0.5, "best": 0.6, "wins": 3, "losses": 1, "p_value": 0.3125}) == \
+        "0.5000 -> 0.6000 (+3/-1 rows, p=0.312)"
+    (tmp_path / "result.json").write_text(json.dumps(RESULT))
+    assert "| test (held out) | 0.5000 | 0.5000 | +0.0000 |" in write_report(tmp_path)["markdown"].read_text()

@@ -7,7 +7,8 @@ checks -> screen candidates and incumbent on the same val-split examples outside
 paired examples than it loses, is scored on the val pool and becomes the incumbent only if its
 paired advantage there passes a sign test (`optimizer.selection`). A prompt challenges at most once
 per run: a candidate that repeats an earlier challenger is rejected before screening (the target
-answers greedily, so a second sign test would repeat the first). Seed and best are scored on test.
+answers greedily, so a second sign test would repeat the first). Seed and best are scored on test
+at the end, part by part until the gain's interval is as narrow as asked (held_out.py).
 
 Here: the run around the rounds. Bind the run directory and read what an earlier process logged,
 open the models, build the proposer and feedback, score the seed, play or replay each round until a
@@ -106,17 +107,17 @@ class Optimizer:
                 self.checks.gate.load()  # its reader missing is an error before any call
             load_seconds = time.perf_counter() - loading  # billed to the first round played
             scorer = session.scorer(models)
-            # room for the final test evaluation of the best prompt, which may have grown
-            scorer.reserve_test(min(self.checks.prompt_chars,
-                                    len(session.seed_prompt) + 4 * settings.mask_tokens * settings.rounds))
+            # room for the final test evaluation of the seed and the best prompt, which may have grown
+            grown = len(session.seed_prompt) + 4 * settings.mask_tokens * settings.rounds
+            scorer.reserve_test(session.seed_prompt, min(self.checks.prompt_chars, grown))
             estimate = session.estimate()
             estimate["cost_usd"] = round(models.target.price.cost(Usage(estimate["prompt_tokens"],
                                                                         estimate["completion_tokens"])), 4)
             warning = power_note(len(session.pools.val), look_level(settings.significance, bool(session.pools.confirm)))
             session.log.emit(RunStart(resume=resuming, estimate=estimate, completed_rounds=sorted(resume.rounds),
                                       val_warning=warning))
-            seed = await scorer.score_seed(session.seed_prompt)
-            state = LoopState.start(session.seed_prompt, seed.val, resume)
+            seed_val = await scorer.score_seed(session.seed_prompt)
+            state = LoopState.start(session.seed_prompt, seed_val, resume)
             rounds = Rounds(settings, session.pools, session.log, scorer, proposer, feedback, self.checks, resume.notes,
                             session.on_progress, load_seconds=load_seconds) if proposer else None  # None: all logged
             stop_reason = "rounds"
@@ -143,8 +144,8 @@ class Optimizer:
             writer = (f"{settings.proposer}:{settings.optimizer_model}" if self.writes_with_chat_model
                       else settings.dlm)
             return await session.finish(
-                scorer, best_prompt=state.incumbent, best_val=state.best_val, seed_val=seed.val.score,
-                seed_test=seed.test.score, writer=writer, stop_reason=stop_reason, rounds=state.records,
+                scorer, best_prompt=state.incumbent, best_val=state.best_val, seed_val=seed_val.score, writer=writer,
+                stop_reason=stop_reason, rounds=state.records,
                 warnings=([warning] if warning else []) + self._fallback_warnings(state))
 
     def _stop_rule(self, state: LoopState) -> str | None:

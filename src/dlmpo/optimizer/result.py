@@ -90,7 +90,8 @@ class OptimizeResult:
     seed_prompt: str
     best_prompt: str
     val: dict[str, float]
-    test: dict[str, float]
+    test: dict  # seed, best, their paired wins/losses and p_value, the 95% intervals, rows and why it stopped
+    # (held_out.HeldOutScores.to_json; runs of earlier versions hold fewer of these keys)
     rounds: list[RoundRecord]
     stop_reason: str
     calls: int

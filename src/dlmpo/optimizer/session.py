@@ -1,6 +1,6 @@
 """What the optimizer loop and the peers (GEPA, MIPROv2) share of one run: its settings, task, seed
 prompt, pools and log, the call estimate before it starts, how its models and scorer are made, and
-how it ends (the best prompt on test, result.json)."""
+how it ends (the seed and the best prompt on test, result.json)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,8 @@ from dlmpo.optimizer.registry import PROPOSERS
 from dlmpo.optimizer.result import OptimizeResult, RoundRecord
 from dlmpo.optimizer.runlog import EventSink, RunLog
 from dlmpo.optimizer.scorer import ProgressSink, Scorer
-from dlmpo.optimizer.selection import paired, sign_test
 from dlmpo.optimizer.settings import OptimizeSettings
-from dlmpo.tasks import EvalResult, Task
+from dlmpo.tasks import Task
 
 
 class RunSession:
@@ -60,29 +59,23 @@ class RunSession:
     def scorer(self, models: Models) -> Scorer:
         return Scorer(self.task, self.pools, models, self.log, self.answer_tokens, self.on_progress)
 
-    async def finish(self, scorer: Scorer, *, best_prompt: str, best_val: float, seed_val: float, seed_test: float,
+    async def finish(self, scorer: Scorer, *, best_prompt: str, best_val: float, seed_val: float,
                      writer: str, stop_reason: str, rounds: list[RoundRecord] | None = None,
                      warnings: list[str] | None = None) -> OptimizeResult:
-        """Score the best prompt on test (paid from the reserve), write it and result.json."""
-        best_test = await scorer.score_best(best_prompt)
+        """Score the seed and the best prompt on test (paid from the reserve), write the best prompt
+        and result.json."""
+        settings = self.settings
+        test = await scorer.score_test(self.seed_prompt, best_prompt, part=settings.test_part,
+                                       interval=settings.test_interval)
         self.log.write_best(best_prompt)
         result = OptimizeResult(
             run_dir=str(self.log.path), task=self.task.name, target=self.settings.target, writer=writer,
             seed_prompt=self.seed_prompt, best_prompt=best_prompt,
             val={"seed": round(seed_val, 4), "best": round(best_val, 4)},
-            test={"seed": round(seed_test, 4), "best": round(best_test.score, 4), **paired_on_test(scorer.seed_test, best_test)},
+            test=test.to_json(),
             rounds=rounds or [], stop_reason=stop_reason, calls=scorer.models.budget.spend().calls,
             usage=scorer.models.usage(), seconds=time.perf_counter() - self.start,
             settings=self.settings.model_dump(), warnings=warnings or [], timing=dict(scorer.seconds))
         self.log.write_result(result)
         return result
 
-
-def paired_on_test(seed: EvalResult | None, best: EvalResult) -> dict:
-    """The best prompt against the seed prompt row by row on test: wins, losses and the one-sided
-    sign-test p-value (what makes a test gain believable, beside the two scores)."""
-    if seed is None:
-        return {}
-    by_id = {t.example_id: t.score for t in seed.traces}
-    wins, losses = paired([t.score for t in best.traces], [by_id[t.example_id] for t in best.traces])
-    return {"wins": wins, "losses": losses, "p_value": round(sign_test(wins, losses), 5)}

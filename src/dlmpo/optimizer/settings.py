@@ -44,7 +44,13 @@ class OptimizeSettings(BaseModel):
     val_size: int = Field(150, ge=1, description="val pool on which a challenger must beat the incumbent")
     confirm_size: int = Field(0, ge=0, description="val-split examples outside the val pool kept for a promising "
                               "challenger's second look, each look at half the level (0: one look at the level)")
-    test_size: int = Field(500, ge=1, description="held-out test examples, scored twice (seed and best); the split when smaller")
+    test_size: int = Field(2401, ge=1, description="held-out test pool: enough rows for a ±2-point 95% interval on any "
+                           "accuracy; seed and best are scored on it part by part until --test-interval is reached "
+                           "(the split when smaller)")
+    test_part: int = Field(250, ge=1, description="test rows seed and best answer between two looks at the interval "
+                           "of the gain (the best prompt is the seed prompt: the seed alone, on one part)")
+    test_interval: float = Field(0.02, gt=0, le=1, description="stop scoring test once the 95% interval of the gain "
+                                 "best - seed is this narrow (half-width), or the test pool runs out")
     batch_size: int = Field(8, ge=1, description="train examples run per round to make traces")
     screen_batch: int = Field(16, ge=1, description="examples on which candidates are screened: from the val split outside the val pool, "
                                 "or train examples (not this round's traces) when it has too few")
@@ -146,9 +152,11 @@ class OptimizeSettings(BaseModel):
     def identity(self) -> dict:
         """The settings that define the result: a resumed run must match them. How far a run goes
         (rounds, budgets, time, patience) is left out, so that the same command with a larger
-        budget or more rounds continues a run and pays only for the new work."""
+        budget or more rounds continues a run and pays only for the new work. So are the test parts
+        and the interval that ends test scoring: asking for a narrower one scores only the new rows."""
         return self.model_dump(exclude={"concurrency", "rpm", "tpm", "device", "rounds", "patience", "max_calls",
-                                        "max_cost", "max_tokens", "max_seconds", "allow_unisolated_code"})
+                                        "max_cost", "max_tokens", "max_seconds", "allow_unisolated_code", "test_part",
+                                        "test_interval"})
 
 
 def load_settings(config_file: str | Path | None, overrides: dict) -> OptimizeSettings:

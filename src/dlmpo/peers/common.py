@@ -1,7 +1,7 @@
 """What every peer shares with a dlmpo run: its `RunSession` (the same splits and run directory),
 its models and call budget (closed when the peer's block ends, however it ends), the seed prompt
-scored first on val and test, the best prompt scored last on the same test set, plus running the
-peer's own search off the event loop."""
+scored first on val, the seed and the best prompt scored last on test, plus running the peer's own
+search off the event loop."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class PeerRun:
     def __init__(self, name: str, session: RunSession, models: Models, writer_name: str):
         self.name, self.session, self.models, self.writer_name = name, session, models, writer_name
         self.scorer = session.scorer(models)
-        self.scorer.reserve_test(len(session.seed_prompt))  # peers keep prompts about the seed's length
+        self.scorer.reserve_test(session.seed_prompt, len(session.seed_prompt))  # peers keep prompts about the seed's length
 
     @classmethod
     @asynccontextmanager
@@ -40,11 +40,10 @@ class PeerRun:
     def emit(self, event: Event) -> None:
         self.session.log.emit(event)
 
-    async def score_seed(self) -> tuple[float, float]:
-        """Seed prompt on val and test; the budget must cover both."""
+    async def score_seed(self) -> float:
+        """The seed prompt's val score; the budget must cover it and the test reserve."""
         self.emit(RunStart(resume=False, estimate=self.session.estimate(), completed_rounds=[], optimizer=self.name))
-        seed = await self.scorer.score_seed(self.session.seed_prompt)
-        return seed.val.score, seed.test.score
+        return (await self.scorer.score_seed(self.session.seed_prompt)).score
 
     async def run_in_thread(self, search, log_name: str):
         """The peer's own search, off the event loop (its calls come back to it); a failure inside the
@@ -59,7 +58,7 @@ class PeerRun:
         """Calls the peer may still spend, keeping the final test evaluation's reserve."""
         return self.models.calls_left()
 
-    async def finish(self, best_prompt: str, best_val: float, seed_val: float, seed_test: float) -> OptimizeResult:
+    async def finish(self, best_prompt: str, best_val: float, seed_val: float) -> OptimizeResult:
         return await self.session.finish(self.scorer, best_prompt=best_prompt, best_val=best_val, seed_val=seed_val,
-                                         seed_test=seed_test, writer=f"{self.name}:{self.writer_name}",
+                                         writer=f"{self.name}:{self.writer_name}",
                                          stop_reason=self.name)

@@ -57,7 +57,7 @@ async def _search(peer: PeerRun, dlm: bool) -> OptimizeResult:
 
     session = peer.session
     settings, pools, target, writer = session.settings, session.pools, peer.models.target, peer.models.writer
-    seed_val, seed_test = await peer.score_seed()
+    seed_val = await peer.score_seed()
     loop = asyncio.get_running_loop()
     task = session.task
 
@@ -122,4 +122,4 @@ async def _search(peer: PeerRun, dlm: bool) -> OptimizeResult:
                        readability_rejected=len(proposer.writer.rejected))
     peer.emit(Stop(reason=peer.name, details=details))
     return await peer.finish(result.best_candidate[COMPONENT], result.val_aggregate_scores[result.best_idx],
-                             seed_val, seed_test)
+                             seed_val)

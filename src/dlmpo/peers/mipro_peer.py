@@ -103,7 +103,7 @@ async def _search(peer: PeerRun) -> OptimizeResult:
     settings, pools, task = session.settings, session.pools, session.task
     if is_episodic(task) or not session.seed_prompt.strip():
         raise UserError("The mipro optimizer runs single-answer tasks from a non-empty seed prompt.")
-    seed_val, seed_test = await peer.score_seed()
+    seed_val = await peer.score_seed()
 
     candidates = settings.candidates + 1  # MIPROv2 keeps the seed instruction as candidate 0
     minibatch = min(settings.screen_batch, len(pools.val))
@@ -153,4 +153,4 @@ async def _search(peer: PeerRun) -> OptimizeResult:
     peer.emit(Stop(reason="mipro", details={"trials": trials, "refused_calls": guard.refused,
                                             "failed_calls": guard.failed, "full_val_evaluations": searched}))
     best_val = await peer.scorer.evaluate(best_prompt, pools.val, "val", "best", charge=False)
-    return await peer.finish(best_prompt, best_val.score, seed_val, seed_test)
+    return await peer.finish(best_prompt, best_val.score, seed_val)

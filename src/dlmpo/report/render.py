@@ -8,14 +8,16 @@ import json
 from pathlib import Path
 
 from dlmpo.errors import UserError
+from dlmpo.optimizer.held_out import shown_with_intervals
 from dlmpo.optimizer.result import CandidateRecord, OptimizeResult
 from dlmpo.report.diff import diff_html, diff_markdown
 from dlmpo.report.plots import plot_round_times, plot_rounds
 from dlmpo.report.time_table import run_time_note, time_table
 
 SHOWN_SETTINGS = ("task", "target", "dlm", "rounds", "candidates", "strategy", "mask_tokens", "steps", "alg",
-                  "temperature", "feedback", "train_size", "val_size", "confirm_size", "test_size", "batch_size", "screen_batch",
-                  "min_gain", "significance", "max_calls", "max_cost", "seed")
+                  "temperature", "feedback", "train_size", "val_size", "confirm_size", "test_size", "test_part",
+                  "test_interval", "batch_size", "screen_batch", "min_gain", "significance", "max_calls", "max_cost",
+                  "seed")
 
 
 def _val_cell(c: CandidateRecord) -> str:
@@ -59,8 +61,30 @@ def time_html(result: OptimizeResult, time_plot: Path) -> str:
             + (f"<p>{html.escape(note)}</p>" if note else ""))
 
 
+def held_out_cells(result: OptimizeResult) -> tuple[str, str, str]:
+    """The test row's seed, best and gain cells, with their 95% intervals when the run has them."""
+    test = result.test
+    return shown_with_intervals(test) or (f"{test['seed']:.4f}", f"{test['best']:.4f}",
+                                          f"{test['best'] - test['seed']:+.4f}")
+
+
+def held_out_note(result: OptimizeResult) -> str | None:
+    """What the test row rests on: the paired wins and losses, the intervals, the rows scored."""
+    test = result.test
+    if "wins" not in test:
+        return None
+    note = (f"On the same test rows the best prompt wins {test['wins']} and loses {test['losses']} against the "
+            f"seed prompt (one-sided sign test p = {test['p_value']:.3g}).")
+    if "rows" in test:
+        note += (f" ± covers the 95% interval (Wilson for an accuracy, Agresti–Min for the paired gain; bounds in "
+                 f"result.json). Test rows scored: {test['rows']} ({test['stopped']}).")
+    return note
+
+
 def render_markdown(result: OptimizeResult, plot_name: str, time_plot_name: str | None = None) -> str:
     u = result.usage
+    seed_test, best_test, gain_test = held_out_cells(result)
+    note = held_out_note(result)
     lines = [
         f"# dlmpo run: {result.task}",
         "",
@@ -69,9 +93,8 @@ def render_markdown(result: OptimizeResult, plot_name: str, time_plot_name: str 
         "| | seed prompt | best prompt | gain |",
         "|---|---|---|---|",
         f"| val | {result.val['seed']:.4f} | {result.val['best']:.4f} | {result.val['best'] - result.val['seed']:+.4f} |",
-        f"| test (held out) | {result.test['seed']:.4f} | {result.test['best']:.4f} | {result.test['best'] - result.test['seed']:+.4f} |",
-        *([f"\nOn the same test rows the best prompt wins {result.test['wins']} and loses {result.test['losses']} "
-           f"against the seed prompt (one-sided sign test p = {result.test['p_value']:.3g})."] if "wins" in result.test else []),
+        f"| test (held out) | {seed_test} | {best_test} | {gain_test} |",
+        *([f"\n{note}"] if note else []),
         "",
         *[f"> **Warning:** {w}\n" for w in result.warnings],
         f"![score per round]({plot_name})",
@@ -137,6 +160,8 @@ def render_markdown(result: OptimizeResult, plot_name: str, time_plot_name: str 
 def render_html(result: OptimizeResult, plot: Path, time_plot: Path | None = None) -> str:
     img = base64.b64encode(plot.read_bytes()).decode()
     esc = html.escape
+    seed_test, best_test, gain_test = held_out_cells(result)
+    note = held_out_note(result)
     rows = []
     for r in result.rounds:
         for c in r.candidates:
@@ -158,8 +183,8 @@ stopped by: {esc(result.stop_reason)}. {result.calls} target calls, ${result.usa
 <table><tr><th></th><th>seed</th><th>best</th><th>gain</th></tr>
 <tr><td>val</td><td>{result.val['seed']:.4f}</td><td>{result.val['best']:.4f}</td>
 <td>{result.val['best'] - result.val['seed']:+.4f}</td></tr>
-<tr><td>test (held out)</td><td>{result.test['seed']:.4f}</td><td>{result.test['best']:.4f}</td>
-<td>{result.test['best'] - result.test['seed']:+.4f}</td></tr></table>
+<tr><td>test (held out)</td><td>{esc(seed_test)}</td><td>{esc(best_test)}</td><td>{esc(gain_test)}</td></tr></table>
+{f"<p>{esc(note)}</p>" if note else ""}
 <img alt="score per round" src="data:image/png;base64,{img}">
 <h2>Best prompt, changes from the seed</h2><pre>{diff_html(result.seed_prompt, result.best_prompt)}</pre>
 <h2>Candidates</h2><table><tr><th>round</th><th>#</th><th>strategy</th><th>minibatch</th><th>wins/losses</th>
