@@ -7,4 +7,4 @@ TEMPERATURE = 0.7
 TOP_P = 0.95
 SCHEDULE = "even"
 NOISE = "per_row"
-KV_REUSE = False
+KV_REUSE = True

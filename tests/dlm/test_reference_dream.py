@@ -113,7 +113,8 @@ def _our_sample(model, prompt, masks, seed, **options):
 
     model.raw_logits = spy
     try:
-        result = Sampler(model, SamplerConfig(**{"seed": seed, "schedule": "dream", "noise": "reference", "top_p": None, **options})).sample(x)
+        cfg = {"seed": seed, "schedule": "dream", "noise": "reference", "top_p": None, "kv_reuse": False, **options}
+        result = Sampler(model, SamplerConfig(**cfg)).sample(x)
     finally:
         del model.raw_logits
     return result, _reveal_counts([*seen, result.tokens], model.mask_token_id)

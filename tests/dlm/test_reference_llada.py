@@ -84,7 +84,9 @@ def _our_sample(model, prompt, masks, **options):
 
     model.raw_logits = spy
     try:
-        result = Sampler(model, SamplerConfig(**{"alg": "maskgit_plus", "schedule": "auto", "noise": "reference", "temperature": 0.0, "top_p": None, **options})).sample(x)
+        cfg = {"alg": "maskgit_plus", "schedule": "auto", "noise": "reference", "temperature": 0.0, "top_p": None,
+               "kv_reuse": False, **options}
+        result = Sampler(model, SamplerConfig(**cfg)).sample(x)
     finally:
         del model.raw_logits
     return result, _reveal_counts([*seen, result.tokens], model.mask_token_id)
@@ -119,7 +121,7 @@ def test_reveal_counts_match_when_sampling(reference, ours, tokenizer, prompt):
 
 def test_kv_reuse_on_a_loaded_checkpoint(ours, prompt):
     x = torch.cat([prompt, torch.full((2, 10), ours.mask_token_id)], 1)
-    plain = Sampler(ours, SamplerConfig(steps=10, block_length=5, temperature=0.0)).sample(x)
+    plain = Sampler(ours, SamplerConfig(steps=10, block_length=5, temperature=0.0, kv_reuse=False)).sample(x)
     cached = Sampler(ours, SamplerConfig(steps=10, block_length=5, kv_refresh=1, temperature=0.0)).sample(x)
     assert torch.equal(plain.tokens, cached.tokens)
     reused = Sampler(ours, SamplerConfig(steps=10, block_length=5, kv_refresh=4)).sample(x)

@@ -72,7 +72,7 @@ def test_block_decoding_goes_left_to_right(tiny_dream):
 
     tiny_dream.raw_logits = spy
     try:
-        Sampler(tiny_dream, SamplerConfig(steps=4, block_length=4)).sample(x)
+        Sampler(tiny_dream, SamplerConfig(steps=4, block_length=4, kv_reuse=False)).sample(x)
     finally:
         del tiny_dream.raw_logits
     first_block = set(seen[0][:4])
@@ -94,7 +94,7 @@ def test_dream_logits_are_shifted(tiny_dream):
 
     tiny_dream.raw_logits = rigged
     try:
-        out = Sampler(tiny_dream, SamplerConfig(steps=1, **GREEDY)).sample(x)
+        out = Sampler(tiny_dream, SamplerConfig(steps=1, kv_reuse=False, **GREEDY)).sample(x)
     finally:
         del tiny_dream.raw_logits
     assert out.tokens[0, pos] == forced
@@ -116,7 +116,7 @@ def test_llada_and_mlm_are_not_shifted(arch):
         return raw.gather(1, rows[..., None].expand(-1, -1, raw.shape[-1]))
 
     model.raw_logits = rigged
-    out = Sampler(model, SamplerConfig(steps=1, **GREEDY)).sample(x)
+    out = Sampler(model, SamplerConfig(steps=1, kv_reuse=False, **GREEDY)).sample(x)
     assert out.tokens[0, pos] == 42
 
 
@@ -127,7 +127,7 @@ def test_kv_reuse_refresh_every_step_equals_plain(arch):
     model = load_dlm(f"tiny-random:{arch}", device="cpu")
     x = masked_batch(model, n_masks=10, scattered=True)
     for kw in ({}, {"temperature": 0.8, "top_k": 50}, {"block_length": 5}):
-        plain = Sampler(model, SamplerConfig(steps=10, **{**GREEDY, **kw})).sample(x)
+        plain = Sampler(model, SamplerConfig(steps=10, kv_reuse=False, **{**GREEDY, **kw})).sample(x)
         cached = Sampler(model, SamplerConfig(steps=10, kv_refresh=1, **{**GREEDY, **kw})).sample(x)
         assert torch.equal(plain.tokens, cached.tokens)
         assert cached.full_forwards == cached.nfe == plain.nfe
@@ -198,15 +198,15 @@ def test_reference_noise_draws_over_the_whole_batch(tiny_dream):
     assert not torch.equal(two, four[:2])
 
 
-@pytest.mark.parametrize("kv_refresh", [None, 4])
-def test_candidates_of_one_canvas_share_its_first_forward(tiny_dream, kv_refresh):
+@pytest.mark.parametrize("reuse", [dict(kv_reuse=False), dict(kv_refresh=4)])
+def test_candidates_of_one_canvas_share_its_first_forward(tiny_dream, reuse):
     """Identical rows are computed once (one row, expanded): the same tokens as computing each."""
     x = masked_batch(tiny_dream, n_masks=8, rows=3)
     batches = []
     for name in ("raw_logits", "raw_logits_with_kv"):
         original = getattr(tiny_dream, name)
         setattr(tiny_dream, name, lambda ids, rows, f=original: batches.append(ids.shape[0]) or f(ids, rows))
-    cfg = SamplerConfig(steps=8, temperature=1.0, kv_refresh=kv_refresh, seed=2)
+    cfg = SamplerConfig(steps=8, temperature=1.0, seed=2, **reuse)
     try:
         shared = Sampler(tiny_dream, cfg).sample(x).tokens
     finally:
@@ -224,3 +224,4 @@ def test_kv_reuse_computes_the_context_once_per_block_where_the_model_can(tiny):
     assert out.full_forwards == (2 if tiny.supports_kv_reuse else 8)
     fixed = x != tiny.mask_token_id
     assert torch.equal(out.tokens[fixed], x[fixed]) and not (out.tokens == tiny.mask_token_id).any()
+
