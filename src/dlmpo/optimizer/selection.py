@@ -7,7 +7,10 @@ non-tied pair would be a coin flip, and `p = P(Binomial(wins + losses, 1/2) >= w
 chance of doing at least this well by luck; the challenger is accepted when `p <= level`. The val
 pool is scored in parts and a challenger that is not ahead after a part is dropped early
 (futility): that only ever turns an acceptance into a rejection, so the level still holds, and
-losing challengers cost a fraction of val.
+losing challengers cost a fraction of val. The other early stop, accepting once even all remaining
+rows lost could not undo significance, would be sound but is not made: it needs a lopsided lead
+(69 wins, no loss, after 100 of 150 rows), and the accepted challenger's scores on the rest of val
+are needed anyway as the next incumbent's (docs/optimize.md).
 
 Two looks, when the task has examples to spare for a confirmation pool: the first look (the val
 pool) and the second (val pool + confirmation pool together) are each held to `significance / 2`,
