@@ -125,13 +125,13 @@ def _repeats(incumbent: str, texts: list[str], avoid: frozenset[str] = frozenset
 
 def build(s, writer=None) -> DLMProposer:
     """The registry's builder (`optimizer.registry.PROPOSERS['dlm']`): the settings' DLM, sampler
-    and mask strategy."""
-    from dlmpo.dlm import load_dlm
+    and mask strategy, the DLM prepared for inference (its LoRA folded in: `dlm.inference`)."""
+    from dlmpo.dlm.inference import shared_dlm
 
     sampler = SamplerConfig(steps=s.steps, alg=s.alg, alg_temp=s.alg_temp, temperature=s.temperature, top_p=s.top_p,
                             top_k=s.top_k, block_length=s.block_length, threshold=s.threshold,
                             kv_refresh=s.kv_refresh, seed=s.seed, schedule=s.schedule)
     sampler.validate()
-    model = load_dlm(s.dlm, s.device, adapter=s.adapter)
+    model = shared_dlm(s.dlm, s.device, adapter=s.adapter)
     return DLMProposer(model, sampler, strategy=s.strategy, mask_tokens=s.mask_tokens, span_ratio=s.span_ratio,
                        span_length=s.span_length, seed=s.seed)
