@@ -91,3 +91,17 @@ def test_dry_run_reads_the_notes_and_checks_the_seed_prompt(tmp_path, data_dir):
     too_long = subprocess.run([*base, "--prompt", "word " * 3000], capture_output=True, text=True)
     assert too_long.returncode == 2 and "seed prompt takes" in too_long.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_eval_options_and_evaluate_split_share_their_defaults():
+    """`dlmpo eval` is generated from api.EvalOptions; the library call must default the same way."""
+    import dataclasses
+    import inspect
+
+    from dlmpo import api
+
+    signature = inspect.signature(api.evaluate_split).parameters
+    for field in dataclasses.fields(api.EvalOptions):
+        assert field.name in signature and field.name in api.EVAL_HELP, field.name
+        if field.default is not dataclasses.MISSING:
+            assert signature[field.name].default == field.default, field.name

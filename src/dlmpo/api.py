@@ -169,6 +169,44 @@ class EvalSummary:
         return summary
 
 
+@dataclass
+class EvalOptions:
+    """`evaluate_split`'s options with their defaults: `dlmpo eval` is generated from them."""
+
+    task: str
+    target: str = "embedded"
+    split: str = "val"
+    user_model: str = "scripted"
+    trials: int = 1
+    max_steps: int = 30
+    limit: int | None = None
+    data_dir: Path | None = None
+    out: Path | None = None
+    max_tokens: int | None = None
+    concurrency: int | None = None
+    rpm: float | None = None
+    tpm: float | None = None
+    prices: Path | None = None
+
+
+EVAL_HELP = {
+    "task": "Built-in task (sst2, sst5, mrpc, snli, tau-airline, tau-retail) or a task config file.",
+    "target": "Target model specifier.",
+    "split": "train, val or test.",
+    "user_model": "τ-bench user simulator: a chat-model specifier, or scripted (offline).",
+    "trials": "τ-bench: episodes per task; pass^1..pass^k are reported.",
+    "max_steps": "τ-bench: agent actions per episode before it is cut off (scores 0).",
+    "limit": "Evaluate only the first N examples.",
+    "data_dir": "Local data directory (else DLMPO_DATA_DIR, else the hub).",
+    "out": "Folder for traces.jsonl and summary.json (checked before the run).",
+    "max_tokens": "Answer length cap for the target [default: 16; τ-bench 512].",
+    "concurrency": "Concurrent target calls.",
+    "rpm": "Requests-per-minute limit, > 0 (leave it out for no limit).",
+    "tpm": "Tokens-per-minute limit, > 0 (leave it out for no limit).",
+    "prices": "JSON price table {model: [in, out]} in USD per 1M tokens.",
+}
+
+
 def evaluate_split(task: str, split: str = "val", target: str = "embedded", *, prompt: str | None = None,
                    user_model: str = "scripted", trials: int = 1, max_steps: int = 30, limit: int | None = None,
                    data_dir: str | Path | None = None, out: str | Path | None = None, max_tokens: int | None = None,

@@ -32,42 +32,28 @@ def _root() -> None:
 
 
 @app.command("eval")
+@with_options(api.EvalOptions, help=api.EVAL_HELP,
+              extra={name: {"min": 1} for name in ("trials", "max_steps", "limit", "max_tokens", "concurrency")})
 def eval_command(
-    task: str = typer.Option(..., help="Built-in task (sst2, sst5, mrpc, snli, tau-airline, tau-retail) or a task config file."),
-    target: str = typer.Option("embedded", help="Target model specifier."),
-    split: str = typer.Option("val", help="train, val or test."),
-    user_model: str = typer.Option("scripted", help="τ-bench user simulator: a chat-model specifier, or scripted (offline)."),
-    trials: int = typer.Option(1, min=1, help="τ-bench: episodes per task; pass^1..pass^k are reported."),
-    max_steps: int = typer.Option(30, min=1, help="τ-bench: agent actions per episode before it is cut off (scores 0)."),
     prompt: Optional[str] = typer.Option(None, help="System prompt: a file path or the text itself; '' (or an empty "
                                                    "file) is no system prompt [default: the task's]."),
-    limit: Optional[int] = typer.Option(None, min=1, help="Evaluate only the first N examples."),
-    data_dir: Optional[Path] = typer.Option(None, help="Local data directory (else DLMPO_DATA_DIR, else the hub)."),
-    out: Optional[Path] = typer.Option(None, help="Folder for traces.jsonl and summary.json (checked before the run)."),
-    max_tokens: Optional[int] = typer.Option(None, min=1, help="Answer length cap for the target [default: 16; τ-bench 512]."),
-    concurrency: Optional[int] = typer.Option(None, min=1, help="Concurrent target calls."),
-    rpm: Optional[float] = typer.Option(None, help="Requests-per-minute limit, > 0 (leave it out for no limit)."),
-    tpm: Optional[float] = typer.Option(None, help="Tokens-per-minute limit, > 0 (leave it out for no limit)."),
-    prices: Optional[Path] = typer.Option(None, help="JSON price table {model: [in, out]} in USD per 1M tokens."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the call cache."),
     soft_prompt: Optional[str] = typer.Option(None, help="Score a DDPT soft prompt instead: RUN_DIR of `dlmpo ddpt train`, "
                                                         "or RUN_DIR#prompt_tuning|ddpt|ddpt_conditioned (code tasks)."),
     allow_unisolated_code: bool = UNISOLATED_OPT,
     json_out: bool = JSON_OPT,
+    **flags,
 ) -> None:
     """Score a system prompt on one split of a task."""
     ui = Output(json_out)
     with ui.progress() as progress:
         if soft_prompt is not None:
-            summary = api.score_soft_prompt(soft_prompt, task=task, split=split, limit=limit, target=target, max_tokens=max_tokens,
-                                            out=out, allow_unisolated_code=allow_unisolated_code, on_progress=Bars(progress))
-            return printing.soft_prompt_scored(ui, task, split, summary)
-        done = api.evaluate_split(
-            task, split, target, prompt=None if prompt is None else read_prompt(prompt, ""), user_model=user_model,
-            trials=trials, max_steps=max_steps, limit=limit, data_dir=data_dir, out=out, max_tokens=max_tokens,
-            concurrency=concurrency, rpm=rpm, tpm=tpm, prices=prices, use_cache=not no_cache,
-            allow_unisolated_code=allow_unisolated_code, on_note=ui.note, on_progress=Bars(progress))
-    printing.evaluated(ui, done, split)
+            summary = api.score_soft_prompt(soft_prompt, **{k: flags[k] for k in ("task", "split", "limit", "target", "max_tokens", "out")},
+                                            allow_unisolated_code=allow_unisolated_code, on_progress=Bars(progress))
+            return printing.soft_prompt_scored(ui, flags["task"], flags["split"], summary)
+        done = api.evaluate_split(**flags, prompt=None if prompt is None else read_prompt(prompt, ""), use_cache=not no_cache,
+                                  allow_unisolated_code=allow_unisolated_code, on_note=ui.note, on_progress=Bars(progress))
+    printing.evaluated(ui, done, flags["split"])
 
 
 @app.command("infill")
