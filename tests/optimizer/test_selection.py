@@ -8,8 +8,17 @@ import pytest
 
 from dlmpo.optimizer import Optimizer, OptimizeSettings
 from dlmpo.optimizer.rounds import screening_batch
-from dlmpo.optimizer.selection import (futile, judge, look_level, power_note, second_look, sign_test, smallest_detectable_gain,
-                                       smallest_winning_margin, val_parts)
+from dlmpo.optimizer.selection import (
+    futile,
+    judge,
+    look_level,
+    power_note,
+    second_look,
+    sign_test,
+    smallest_detectable_gain,
+    smallest_winning_margin,
+    val_parts,
+)
 from tests.support.fake_openai_server import FakeOpenAIServer
 
 
