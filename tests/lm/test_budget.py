@@ -131,3 +131,26 @@ def test_a_call_cut_off_mid_flight_is_counted_as_paid(tmp_path):
 
         asyncio.run(answered())
     assert CallCache(tmp_path / "calls.sqlite").totals(again.backend.model_id)[0] == 2
+
+
+def test_identical_requests_paid_at_once_are_each_counted_by_a_later_budget(tmp_path):
+    """Two identical requests in flight at once both reach the provider: the cache keeps the first
+    answer, and a later process's budget (a resumed run's) counts both calls and their tokens."""
+    from dlmpo.lm.cache import CallCache, paid_calls
+
+    with FakeOpenAIServer() as server:
+        (target,) = models(server, tmp_path, "target-model")
+        budget = Budget([target], max_calls=None, max_cost=None, max_tokens=None)
+
+        async def go():
+            answers = await asyncio.gather(target.chat(req("same")), target.chat(req("same")))
+            await close(target)
+            return answers
+
+        assert [a.text for a in asyncio.run(go())] == ["SAME", "SAME"]
+        assert len(server.requests) == 2 and budget.spend().calls == 2
+        (again,) = models(server, tmp_path, "target-model")
+        assert Budget([again], max_calls=None, max_cost=None, max_tokens=None).spend() == budget.spend()
+        assert again.cached(req("same")).text == "SAME"
+    assert CallCache(tmp_path / "calls.sqlite").totals(again.backend.model_id) == (2, 2, 2)
+    assert paid_calls(tmp_path / "calls.sqlite") == 2

@@ -29,6 +29,11 @@ class CallCache:
         # upper-bound tokens
         self._db.execute("CREATE TABLE IF NOT EXISTS open_attempts (id INTEGER PRIMARY KEY, model TEXT, "
                          "prompt_tokens INTEGER, completion_tokens INTEGER)")
+        # answers to a request already answered by the time they came back (identical requests in
+        # flight at once, e.g. τ-bench episodes that open alike): the cache keeps the first answer,
+        # but each was paid, so budgets count them
+        self._db.execute("CREATE TABLE IF NOT EXISTS repeated_calls (id INTEGER PRIMARY KEY, model TEXT, "
+                         "prompt_tokens INTEGER, completion_tokens INTEGER)")
         # caches written by dlmpo before usage was recorded lack these columns: add them
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
         for column in ("model TEXT", "prompt_tokens INTEGER DEFAULT 0", "completion_tokens INTEGER DEFAULT 0"):
@@ -52,12 +57,16 @@ class CallCache:
     def put(self, key: str, model: str, response: ChatResponse, attempt: int | None = None) -> None:
         blob = json.dumps(response.to_json(), ensure_ascii=False)
         usage = response.usage
+        tokens = (usage.prompt_tokens, usage.completion_tokens)
         with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO calls (key, model, response, prompt_tokens, completion_tokens) "
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO calls (key, model, response, prompt_tokens, completion_tokens) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (key, model, blob, usage.prompt_tokens, usage.completion_tokens),
+                (key, model, blob, *tokens),
             )
+            if cursor.rowcount == 0:  # answered already: the first answer stays, this paid call is counted
+                self._db.execute("INSERT INTO repeated_calls (model, prompt_tokens, completion_tokens) "
+                                 "VALUES (?, ?, ?)", (model, *tokens))
             self._close_attempt(attempt)
             self._db.commit()
 
@@ -73,15 +82,16 @@ class CallCache:
 
     def totals(self, model: str) -> tuple[int, int, int]:
         """(calls, prompt tokens, completion tokens) ever paid for `model` through this cache: answered
-        calls, failed attempts (whose tokens are unknown) and attempts a killed process left open
-        (at their upper-bound tokens). Read before this process opens attempts of its own."""
+        calls (repeated answers included), failed attempts (whose tokens are unknown) and attempts a
+        killed process left open (at their upper-bound tokens). Read before this process opens
+        attempts of its own."""
         total = "SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0) FROM {} WHERE model = ?"
         with self._lock:
-            answered = self._db.execute(total.format("calls"), (model,)).fetchone()
-            left_open = self._db.execute(total.format("open_attempts"), (model,)).fetchone()
+            rows = [self._db.execute(total.format(table), (model,)).fetchone()
+                    for table in ("calls", "repeated_calls", "open_attempts")]
             failed = self._db.execute("SELECT COUNT(*) FROM failed_calls WHERE model = ?", (model,)).fetchone()
-        return (int(answered[0]) + int(left_open[0]) + int(failed[0]), int(answered[1]) + int(left_open[1]),
-                int(answered[2]) + int(left_open[2]))
+        return (sum(int(r[0]) for r in rows) + int(failed[0]), sum(int(r[1]) for r in rows),
+                sum(int(r[2]) for r in rows))
 
     def __len__(self) -> int:
         with self._lock:
@@ -99,9 +109,13 @@ def paid_calls(path: str | Path) -> int:
         return 0
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     try:
-        return sum(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-                   for table in ("calls", "open_attempts", "failed_calls"))
-    except sqlite3.OperationalError:  # made, its tables not yet written
-        return 0
+        return sum(_count(db, table) for table in ("calls", "repeated_calls", "open_attempts", "failed_calls"))
     finally:
         db.close()
+
+
+def _count(db: sqlite3.Connection, table: str) -> int:
+    try:
+        return db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+    except sqlite3.OperationalError:  # made, this table not yet written (or by a dlmpo without it)
+        return 0
