@@ -118,22 +118,24 @@ ROUND_VARIANTS = {  # label -> (model, sampler settings over the defaults)
     "merged + K/V reuse, no refresh": ("merged", dict(REUSE, threshold=None)),
     "merged + no refresh + threshold 0.9": ("merged", dict(REUSE, threshold=0.9)),
     "merged + no refresh + threshold 0.8": ("merged", dict(REUSE, threshold=0.8)),
+    "bf16 + K/V reuse, no refresh": ("bf16", dict(REUSE, threshold=None)),  # the default where bf16 is native
     "bf16 + no refresh + threshold 0.9": ("bf16", dict(REUSE, threshold=0.9)),
 }
 SPAN_VARIANTS = {k: ROUND_VARIANTS[k] for k in ("today (LoRA unmerged, plain)", "merged + K/V reuse, refresh 8",
                                                  "merged + no refresh + threshold 0.9")}
-QUALITY_VARIANTS = {  # on the merged model: its logits are today's within float rounding (measured below)
-    "plain": TODAY,
-    "K/V reuse, refresh 8": dict(REUSE, kv_refresh=8, threshold=None),
-    "K/V reuse, no refresh": dict(REUSE, threshold=None),
-    "no refresh + threshold 0.9": dict(REUSE, threshold=0.9),
-    "no refresh + threshold 0.8": dict(REUSE, threshold=0.8),
-    "no refresh + threshold 0.7": dict(REUSE, threshold=0.7),
+QUALITY_VARIANTS = {  # label -> (model, sampler settings); the merged model's logits are today's within float rounding
+    "plain": ("merged", TODAY),
+    "K/V reuse, refresh 8": ("merged", dict(REUSE, kv_refresh=8, threshold=None)),
+    "K/V reuse, no refresh": ("merged", dict(REUSE, threshold=None)),
+    "bf16 + K/V reuse, no refresh": ("bf16", dict(REUSE, threshold=None)),
+    "no refresh + threshold 0.9": ("merged", dict(REUSE, threshold=0.9)),
+    "no refresh + threshold 0.8": ("merged", dict(REUSE, threshold=0.8)),
+    "no refresh + threshold 0.7": ("merged", dict(REUSE, threshold=0.7)),
 }
 GREEDY = dict(temperature=0.0, top_p=None)
 MERGE_CHECK_ROWS = 16  # held-out rows on which the merged model's masked accuracy is checked against the loaded one's
 ENV = {"omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "bf16_native": bf16_is_native(),
-       "cpu_shared": "with a DLM training job and other sessions' work: variants interleaved in one process"}
+       "threads": torch.get_num_threads()}
 
 
 class WorkCounter:
@@ -269,7 +271,7 @@ def restored_share(model, rows: list[dict], kw: dict) -> dict:
     return {"restored_tokens": round(restored / total, 3), "masked_tokens": total}
 
 
-def round_main(repeats: int, only: list[str] | None) -> None:
+def round_main(repeats: int, only: list[str] | None, note: str) -> None:
     rows = read_rows(HELDOUT)
     variants = chosen(ROUND_VARIANTS, only)
     models = {"loaded": load_dlm("embedded", "cpu"),
@@ -279,26 +281,29 @@ def round_main(repeats: int, only: list[str] | None) -> None:
     counters = {name: WorkCounter(model) for name, model in models.items()}
     rounds = time_rounds(models, counters, round_context(rows), repeats, variants)
     spans = time_span(models, repeats, {k: v for k, v in SPAN_VARIANTS.items() if k in variants})
-    report("dlm_round_cpu", rounds, {"span_32_in_512": spans, **ENV})
+    report("dlm_round_cpu", rounds, {"span_32_in_512": spans, **ENV, "note": note})
 
 
-def quality_main(n_rows: int, only: list[str] | None) -> None:
+def quality_main(n_rows: int, only: list[str] | None, note: str) -> None:
     rows = read_rows(HELDOUT)
+    variants = chosen(QUALITY_VARIANTS, only)
     models = {"loaded": load_dlm("embedded", "cpu"),
               "merged": prepare_for_inference(load_dlm("embedded", "cpu"), torch.float32)}
+    if any(which == "bf16" for which, _ in variants.values()):
+        models["bf16"] = prepare_for_inference(load_dlm("embedded", "cpu"), torch.bfloat16)
     examples, _ = encode_rows(models["merged"], rows, 384)
     examples = examples[:MERGE_CHECK_ROWS]
-    masked_acc = {name: evaluate_masked(models[name], examples, on="target", ratio=0.5)["accuracy"]
-                  for name in ("loaded", "merged")}
+    masked_acc = {name: evaluate_masked(model, examples, on="target", ratio=0.5)["accuracy"]
+                  for name, model in models.items()}
     infilled = infill_rows(rows, n_rows)
     with_appendix = infill_rows([r for r in rows if r["context"] and HEADING in r["prompt"]], n_rows)
     table = []
-    for label, kw in chosen(QUALITY_VARIANTS, only).items():
-        table.append({"variant": label, **appendix_english(models["merged"], infilled, kw),
-                      **restored_share(models["merged"], with_appendix, kw)})
+    for label, (which, kw) in variants.items():
+        table.append({"variant": label, **appendix_english(models[which], infilled, kw),
+                      **restored_share(models[which], with_appendix, kw)})
         print(table[-1], flush=True)
     report("dlm_round_quality", table, {"heldout_masked_accuracy": masked_acc, "masked_accuracy_rows": len(examples),
-                                        "rows_per_measure": n_rows, **ENV})
+                                        "rows_per_measure": n_rows, **ENV, "note": note})
 
 
 def main():
@@ -313,9 +318,11 @@ def main():
     ap.add_argument("--rows", type=int, default=20, help="--quality: held-out prompts per measure")
     ap.add_argument("--only", nargs="+", help="--round/--quality: only the variants whose label holds one of these "
                                               "(the first variant, the baseline, always runs)")
+    ap.add_argument("--note", default="", help="--round/--quality: what else ran on the machine, kept in the JSON")
     args = ap.parse_args()
     if args.round or args.quality:
-        return round_main(args.repeats, args.only) if args.round else quality_main(args.rows, args.only)
+        run_main = round_main if args.round else quality_main
+        return run_main(args.repeats if args.round else args.rows, args.only, args.note)
     device = pick_device(args.device)
     if args.shape == "dream-7b":
         model = dream_7b_shaped(device)
