@@ -95,7 +95,8 @@ def template_edits(traces, labels: list[str], rng: random.Random) -> list[str]:
         edits += [f"Do not answer {x} unless the input clearly supports it.",
                   f"Before answering {x}, check whether {y} fits better.",
                   f"Many inputs that look like {x} are {y}."]
-        elsewhere = set.intersection(*(_words(t.user) for t in traces if t.gold != y) or [set()])
+        others = [_words(t.user) for t in traces if t.gold != y]
+        elsewhere = set.intersection(*others) if others else set()
         words = Counter(w for t in fails if t.gold == y for w in _words(t.user) - elsewhere if w not in STOPWORDS)
         common = [w for w, c in words.most_common(6) if c >= 2]
         if len(common) >= 2:
