@@ -283,6 +283,7 @@ def test_blank_parsing():
     assert parse_blanks("Just answer with one word.", 1) == ["Just answer with one word."]
     assert parse_blanks("BLANK 2: only the second", 2) == ["", "only the second"]
     assert parse_blanks("Be brief. [BLANK 1] [BLANK +]", 1) == ["Be brief."]
+    assert parse_blanks("[blank 2] Be brief.", 1) == ["Be brief."]  # SST-5, AR seed 0 accepted "[blank 2] System prompt: …"
 
 
 def test_budget_too_small_for_the_seed_prompt_is_a_clear_error_before_any_call(tmp_path, data_dir):

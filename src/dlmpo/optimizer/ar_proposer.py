@@ -39,7 +39,8 @@ def parse_blanks(reply: str, count: int) -> list[str]:
         found.setdefault(int(m.group(1)), m.group(2).strip())
     if not found and count == 1:
         found[1] = " ".join(reply.split())
-    return [re.sub(r"\s*\[BLANK[^\]]*\]", "", found.get(i + 1, "")).strip() for i in range(count)]
+    # a writer that echoes the blanks' markers, in any case ("[blank 2] …"), has not written them
+    return [re.sub(r"\s*\[BLANK[^\]]*\]", "", found.get(i + 1, ""), flags=re.IGNORECASE).strip() for i in range(count)]
 
 
 def _trim_words(text: str, tokens: int) -> str:
