@@ -134,8 +134,7 @@ QUALITY_VARIANTS = {  # label -> (model, sampler settings); the merged model's l
 }
 GREEDY = dict(temperature=0.0, top_p=None)
 MERGE_CHECK_ROWS = 16  # held-out rows on which the merged model's masked accuracy is checked against the loaded one's
-ENV = {"omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "bf16_native": bf16_is_native(),
-       "threads": torch.get_num_threads()}
+ENV = {"omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "bf16_native": bf16_is_native()}
 
 
 class WorkCounter:
@@ -320,9 +319,10 @@ def main():
                                               "(the first variant, the baseline, always runs)")
     ap.add_argument("--note", default="", help="--round/--quality: what else ran on the machine, kept in the JSON")
     args = ap.parse_args()
-    if args.round or args.quality:
-        run_main = round_main if args.round else quality_main
-        return run_main(args.repeats if args.round else args.rows, args.only, args.note)
+    if args.round:
+        return round_main(args.repeats, args.only, args.note)
+    if args.quality:
+        return quality_main(args.rows, args.only, args.note)
     device = pick_device(args.device)
     if args.shape == "dream-7b":
         model = dream_7b_shaped(device)

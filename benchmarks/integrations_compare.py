@@ -41,6 +41,7 @@ from dlmpo.integrations.common import DLMWriter, chat_function
 from dlmpo.integrations.dspy import DLMPO, ChatLM, lenient_adapter
 from dlmpo.integrations.gepa import dlm_proposer
 from dlmpo.optimizer.selection import paired, sign_test
+from dlmpo.peers.gepa_peer import LogFile
 
 THREADS = 4  # concurrent program runs where an optimizer allows them: the embedded target batches them
 PROGRAM_TOKENS = 24  # a short opinion, or a label in a sentence
@@ -274,14 +275,6 @@ def gepa_part(args, task, rows, work: Path, keep) -> None:
                     for t in eval_batch.trajectories or []]
             return {c: rows for c in components_to_update}
 
-    class LogFile:
-        def __init__(self, path: Path):
-            self.path = path
-
-        def log(self, message: str) -> None:
-            with self.path.open("a") as f:
-                f.write(f"{message}\n")
-
     reflect_chat = chat_function("embedded", max_tokens=WRITER_TOKENS, temperature=0.7, use_cache=False)
 
     def reflect(prompt) -> str:
@@ -356,6 +349,7 @@ def main() -> None:
 
     for part in [args.only] if args.only else ["dspy", "gepa"]:
         (dspy_part if part == "dspy" else gepa_part)(args, task, rows, work, keep)
+
 
 if __name__ == "__main__":
     main()

@@ -171,7 +171,7 @@ class EvalSummary:
 
 @dataclass
 class EvalOptions:
-    """`evaluate_split`'s options with their defaults: `dlmpo eval` is generated from them."""
+    """`evaluate_split`'s options and their defaults, which it reads from here: `dlmpo eval` is generated from them."""
 
     task: str
     target: str = "embedded"
@@ -207,8 +207,9 @@ EVAL_HELP = {
 }
 
 
-def evaluate_split(task: str, split: str = "val", target: str = "embedded", *, prompt: str | None = None,
-                   user_model: str = "scripted", trials: int = 1, max_steps: int = 30, limit: int | None = None,
+def evaluate_split(task: str, split: str = EvalOptions.split, target: str = EvalOptions.target, *,
+                   prompt: str | None = None, user_model: str = EvalOptions.user_model, trials: int = EvalOptions.trials,
+                   max_steps: int = EvalOptions.max_steps, limit: int | None = None,
                    data_dir: str | Path | None = None, out: str | Path | None = None, max_tokens: int | None = None,
                    concurrency: int | None = None, rpm: float | None = None, tpm: float | None = None,
                    prices: str | Path | None = None, use_cache: bool = True, allow_unisolated_code: bool = False,

@@ -22,7 +22,7 @@ from dlmpo.peers.common import PeerRun
 COMPONENT = "system_prompt"
 
 
-class _LogFile:
+class LogFile:
     """GEPA's logger protocol, writing to a file: its per-iteration log would otherwise fill stdout."""
 
     def __init__(self, path: Path):
@@ -113,7 +113,7 @@ async def _search(peer: PeerRun, dlm: bool) -> OptimizeResult:
                              reflection_lm=None if dlm else reflect, custom_candidate_proposer=proposer,
                              reflection_minibatch_size=minibatch, max_metric_calls=metric_calls,
                              stop_callbacks=[over_budget], seed=settings.seed, run_dir=str(session.log.path / "gepa"),
-                             display_progress_bar=False, logger=_LogFile(session.log.path / "gepa.log"))
+                             display_progress_bar=False, logger=LogFile(session.log.path / "gepa.log"))
 
     result = await peer.run_in_thread(optimize, "gepa.log")
     details = {"candidates": result.num_candidates}
